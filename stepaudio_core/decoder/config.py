@@ -85,11 +85,12 @@ def _resolve(value: Any, root: dict, path: Path, depth: int = 0) -> Any:
     return value
 
 
-def read_hyperpyyaml(path: str | Path) -> dict:
-    """Read a HyperPyYAML file into plain values and ``New`` nodes, executing nothing."""
+def read_hyperpyyaml(path: str | Path, text: str | None = None) -> dict:
+    """Read a HyperPyYAML file (or ``text`` named ``path``) into plain values and ``New`` nodes, executing nothing."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if text is None:
+            text = path.read_text(encoding="utf-8")
         root = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except OSError as e:
         raise ModelFileError(f"cannot read {path}: {e.strerror}. Check the model folder.") from None
@@ -219,9 +220,13 @@ class DecoderConfig:
     mel: MelConfig = field(default_factory=MelConfig)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> DecoderConfig:
+    def from_yaml_text(cls, text: str) -> DecoderConfig:
+        return cls.from_yaml("<text>", text)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, text: str | None = None) -> DecoderConfig:
         path = Path(path)
-        root = read_hyperpyyaml(path)
+        root = read_hyperpyyaml(path, text)
         for key in ("flow", "hift", "mel_conf"):
             if key not in root:
                 raise ModelFileError(f"{path} has no '{key}' section. Download cosyvoice.yaml again.")

@@ -1,0 +1,14 @@
+"""The ComfyUI adapters. Model code is imported inside ``execute``, so loading the pack stays cheap."""
+
+from comfy_api.latest import ComfyExtension, io
+
+from .decode import StepAudioDecode
+from .loader import StepAudioModelLoader, register_model_folder
+
+
+class StepAudioExtension(ComfyExtension):
+    async def on_load(self) -> None:
+        register_model_folder()
+
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [StepAudioModelLoader, StepAudioDecode]

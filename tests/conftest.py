@@ -1,0 +1,56 @@
+"""Shared fixtures: the ComfyUI stand-in, the pack loaded the way ComfyUI loads it, tiny bundles."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests import comfy_stub
+
+ROOT = Path(__file__).resolve().parents[1]
+PACK = "stepaudio_pack"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def comfy(tmp_path):
+    """Install the ComfyUI stand-in modules, with a fresh models folder; remove them afterwards."""
+    models = tmp_path / "models"
+    models.mkdir()
+    saved = {k: v for k, v in sys.modules.items() if k.split(".")[0] in {"comfy", "comfy_api", "folder_paths"}}
+    comfy_stub.install(str(models))
+    yield comfy_stub.STATE
+    for k in [k for k in sys.modules if k.split(".")[0] in {"comfy", "comfy_api", "folder_paths", PACK}]:
+        del sys.modules[k]
+    sys.modules.update(saved)
+
+
+def load_pack():
+    """Import the repository as ComfyUI does: a package named after its folder, from its __init__.py."""
+    for k in [k for k in sys.modules if k == PACK or k.startswith(PACK + ".")]:
+        del sys.modules[k]
+    spec = importlib.util.spec_from_file_location(PACK, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def pack(comfy):
+    return load_pack()
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """A complete tiny model folder in the real layout, written once per test session."""
+    from stepaudio_core.testing import write_tiny_bundle
+
+    out = tmp_path_factory.mktemp("bundle")
+    write_tiny_bundle(out)
+    return out
