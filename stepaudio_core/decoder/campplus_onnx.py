@@ -1,0 +1,208 @@
+"""Reading CAM++ weights out of ``campplus.onnx`` (and writing such files for tests).
+
+The released file is a TorchScript-exporter ONNX graph. Initializer names are not reliable: the
+exporter folded each conv+BN pair into a new conv whose weight and bias are anonymous
+(``onnx::Conv_4372``), and small constants may be inlined as Constant nodes or deduplicated
+behind Identity nodes. Node names are reliable: they are the torch module scopes
+(``/head/layer1/layer1.0/conv1/Conv``, ``/xvector/block1/tdnnd1/nonlinear1/batchnorm/BatchNormalization``).
+So the reader walks the modules of the folded ``CAMPPlus``, finds each one's node by scope and
+takes Conv inputs [1:3] and BatchNormalization inputs [1:5], resolving each input through
+initializers, Constant and Identity nodes. The sizes come from the same nodes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper
+from torch import nn
+
+from ..checkpoint import check_model_file, load_strict
+from ..errors import ModelFileError
+from .campplus import BatchNorm, CAMPPlus, CAMPPlusDims
+
+WHAT = "CAM++ speaker model (campplus.onnx)"
+
+
+def _scope(module_name: str) -> str:
+    """Node-name prefix of a module: the exporter names an nn.Sequential item '<parent>.<index>'."""
+    parts = module_name.split(".")
+    return "/" + "/".join(f"{parts[i - 1]}.{p}" if p.isdigit() else p for i, p in enumerate(parts))
+
+
+class _Graph:
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            model = onnx.load(str(path))
+        except (DecodeError, OSError, ValueError, RuntimeError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelFileError(
+                f"{WHAT} at {path} is truncated or corrupt ({reason}). Delete it and download it again."
+            ) from None
+        graph = model.graph
+        self.nodes = {n.name: n for n in graph.node}
+        self.producers = {out: n for n in graph.node for out in n.output}
+        self.initializers = {t.name: t for t in graph.initializer}
+        self.inputs = [i for i in graph.input if i.name not in self.initializers]
+
+    def error(self, problem: str) -> ModelFileError:
+        return ModelFileError(
+            f"{WHAT} at {self.path}: {problem}. It is not the CAM++ export of the Step-Audio-EditX release, "
+            "or it is damaged; download CosyVoice-300M-25Hz/campplus.onnx again."
+        )
+
+    def node(self, name: str, op: str) -> onnx.NodeProto:
+        node = self.nodes.get(name)
+        if node is None or node.op_type != op:
+            raise self.error(f"the graph has no {op} node named '{name}'")
+        return node
+
+    def value(self, name: str) -> torch.Tensor:
+        """The constant tensor behind a node input: an initializer, a Constant, or an Identity of one."""
+        if name in self.initializers:
+            array = numpy_helper.to_array(self.initializers[name])
+        else:
+            producer = self.producers.get(name)
+            if producer is not None and producer.op_type == "Identity":
+                return self.value(producer.input[0])
+            if producer is None or producer.op_type != "Constant" or producer.attribute[0].name != "value":
+                raise self.error(f"input '{name}' is not a stored tensor")
+            array = numpy_helper.to_array(producer.attribute[0].t)
+        if not np.issubdtype(array.dtype, np.floating):
+            raise self.error(f"tensor '{name}' holds {array.dtype}, not floating-point weights")
+        return torch.from_numpy(np.array(array, dtype=np.float32))
+
+    def conv_weight(self, scope: str) -> torch.Tensor:
+        return self.value(self.node(f"{scope}/Conv", "Conv").input[1])
+
+    def dims(self) -> CAMPPlusDims:
+        m_channels = self.conv_weight("/head/conv1").shape[0]
+        tdnn = self.conv_weight("/xvector/tdnn/linear")
+        local = self.conv_weight("/xvector/block1/tdnnd1/cam_layer/linear_local")
+        layers = []
+        for b in (1, 2, 3):
+            n = 0
+            while f"/xvector/block{b}/tdnnd{n + 1}/cam_layer/linear_local/Conv" in self.nodes:
+                n += 1
+            layers.append(n)
+        feat_dim = tdnn.shape[1] // m_channels * 8
+        if self.inputs and len(self.inputs[0].type.tensor_type.shape.dim) == 3:
+            feat_dim = self.inputs[0].type.tensor_type.shape.dim[2].dim_value or feat_dim
+        return CAMPPlusDims(
+            feat_dim=feat_dim,
+            embedding_size=self.conv_weight("/xvector/dense/linear").shape[0],
+            growth_rate=local.shape[0],
+            bn_size=local.shape[1] // local.shape[0],
+            init_channels=tdnn.shape[0],
+            m_channels=m_channels,
+            block_layers=tuple(layers),
+        )
+
+
+def _attributes(node: onnx.NodeProto) -> dict:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _read_conv(graph: _Graph, name: str, conv: nn.Conv1d | nn.Conv2d, out: dict[str, torch.Tensor]) -> None:
+    node = graph.node(f"{_scope(name)}/Conv", "Conv")
+    attrs, nd = _attributes(node), len(conv.stride)
+    got = (
+        tuple(attrs.get("strides", [1] * nd)), tuple(attrs.get("dilations", [1] * nd)),
+        tuple(attrs.get("pads", [0] * 2 * nd)), attrs.get("group", 1),
+    )
+    want = (tuple(conv.stride), tuple(conv.dilation), tuple(conv.padding) * 2, conv.groups)
+    if got != want:
+        raise graph.error(f"node '{node.name}' has (strides, dilations, pads, group) {got}, expected {want}")
+    has_bias = len(node.input) > 2 and node.input[2] != ""
+    if has_bias != (conv.bias is not None):
+        raise graph.error(f"node '{node.name}' {'has' if has_bias else 'lacks'} a bias, unlike CAM++'s {name}")
+    out[f"{name}.weight"] = graph.value(node.input[1])
+    if has_bias:
+        out[f"{name}.bias"] = graph.value(node.input[2])
+
+
+def _read_batchnorm(graph: _Graph, name: str, bn: BatchNorm, out: dict[str, torch.Tensor]) -> None:
+    node = graph.node(f"{_scope(name)}/BatchNormalization", "BatchNormalization")
+    eps = _attributes(node).get("epsilon", 1e-5)
+    if abs(eps - bn.eps) > 1e-9:
+        raise graph.error(f"node '{node.name}' has epsilon {eps}, expected {bn.eps}")
+    scale, bias, mean, var = (graph.value(i) for i in node.input[1:5])
+    if bn.weight is not None:
+        out[f"{name}.weight"], out[f"{name}.bias"] = scale, bias
+    elif not (torch.all(scale == 1) and torch.all(bias == 0)):
+        raise graph.error(f"node '{node.name}' scales or shifts, but CAM++'s {name} is affine-free")
+    out[f"{name}.running_mean"], out[f"{name}.running_var"] = mean, var
+
+
+def _read(path: str | os.PathLike) -> tuple[CAMPPlusDims, dict[str, torch.Tensor]]:
+    path = check_model_file(path, WHAT)
+    graph = _Graph(path)
+    dims = graph.dims()
+    with torch.device("meta"):
+        template = CAMPPlus(dims)
+    state: dict[str, torch.Tensor] = {}
+    for name, module in template.named_modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            _read_conv(graph, name, module, state)
+        elif isinstance(module, BatchNorm):
+            _read_batchnorm(graph, name, module, state)
+    for key, expected in template.state_dict().items():
+        if key in state and state[key].shape != expected.shape:
+            raise graph.error(f"'{key}' has shape {tuple(state[key].shape)}, expected {tuple(expected.shape)}")
+    return dims, state
+
+
+def campplus_state_dict_from_onnx(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The folded CAM++ state dict (keys of ``CAMPPlus``) held by an exported ``campplus.onnx``."""
+    return _read(path)[1]
+
+
+def load_campplus(path: str | os.PathLike) -> CAMPPlus:
+    """Build CAM++ at the sizes found in ``path`` and load its weights strictly (eval mode, CPU)."""
+    dims, state = _read(path)
+    model = CAMPPlus(dims)
+    load_strict(model, state, path, WHAT)
+    return model.eval()
+
+
+def write_campplus_onnx(model: CAMPPlus, path: str | os.PathLike) -> None:
+    """Export ``model`` the way the release's file was made, for the tiny CAM++ of test bundles.
+
+    TorchScript exporter, opset 13, constant folding, input "input" (batch, frames, feat_dim),
+    output "output". Node names are the module scopes as in the release, and the weights of the
+    convs that carry a folded BN get anonymous ``onnx::Conv_*`` names as there, so reading the
+    file back takes the same path as reading the release and gives identical tensors.
+    """
+    param = next(model.parameters())
+    example = torch.zeros(1, 200, model.dims.feat_dim, device=param.device, dtype=param.dtype)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of the dynamo one, which names nodes differently.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model, (example,), buffer, dynamo=False, opset_version=13, do_constant_folding=True,
+            input_names=["input"], output_names=["output"],
+            dynamic_axes={"input": {0: "batch", 1: "frames"}, "output": {0: "batch"}},
+        )
+    exported = onnx.load_from_string(buffer.getvalue())
+    # In the released topology every biased conv outside the CAM gates is a conv+BN fold.
+    folded = [
+        f"{name}.{p}"
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.bias is not None and ".cam_layer." not in name
+        for p in ("weight", "bias")
+    ]
+    renames = {old: f"onnx::Conv_{i}" for i, old in enumerate(folded)}
+    for tensor in exported.graph.initializer:
+        tensor.name = renames.get(tensor.name, tensor.name)
+    for node in exported.graph.node:
+        node.input[:] = [renames.get(name, name) for name in node.input]
+    onnx.save(exported, str(path))
