@@ -30,11 +30,14 @@ class StepAudioDecode(io.ComfyNode):
                                       tooltip="Optional: decode in this prompt's voice instead of the one the "
                                       "tokens were generated for."),
             ],
-            outputs=[io.Audio.Output("audio", tooltip="24 kHz mono speech, [1, 1, T].")],
+            outputs=[io.Audio.Output("audio", tooltip="24 kHz mono speech, [B, 1, T] (B = the prompt batch).")],
         )
 
     @classmethod
     def execute(cls, model, tokens, seed: int, flow_steps: int, voice=None) -> io.NodeOutput:
+        wavs = []
         with user_errors("StepAudio Decode"):
-            wav = model.decode(tokens, prompt=voice, seed=seed, flow_steps=flow_steps)
-        return io.NodeOutput(to_comfy_audio([wav], model.sample_rate))
+            for i, t in enumerate(tokens):
+                v = None if voice is None else voice[i] if len(voice) == len(tokens) else voice[0]
+                wavs.append(model.decode(t, prompt=v, seed=seed, flow_steps=flow_steps))
+        return io.NodeOutput(to_comfy_audio(wavs, model.sample_rate))

@@ -33,10 +33,13 @@ def model_folders() -> list[str]:
 
 def get_handle(folder: str, device: str, dtype: str):
     from ..stepaudio_core.pipeline import StepAudioEditX
+    from .management import ComfyPlacer, comfy_device, comfy_dtype
 
-    key = (str(Path(folder).resolve()), device, dtype)
+    dev = comfy_device(device)
+    dtype = comfy_dtype(dtype, dev)
+    key = (str(Path(folder).resolve()), str(dev), dtype)
     if key not in _HANDLES:
-        _HANDLES[key] = StepAudioEditX(folder, device=device, dtype=dtype)
+        _HANDLES[key] = StepAudioEditX(folder, device=str(dev), dtype=dtype, placer=ComfyPlacer(dev))
     return _HANDLES[key]
 
 

@@ -14,6 +14,8 @@ class EncodedPrompt:
     ``tokens`` are the decoder's mixed ids (the LM's audio ids minus 65536): groups of five,
     two vq02 codes (0..1023) then three vq06 codes offset by 1024. ``mel`` is the 24 kHz prompt
     mel (1, T, 80) of the untrimmed audio and ``speaker`` the CAM++ x-vector (1, 192).
+    ``audio`` is the recording as given (mono, float32) and ``speaker_id`` the reference's
+    ``clone_<hash>`` name for it, computed from the original samples.
     """
 
     tokens: tuple[int, ...]
@@ -22,6 +24,7 @@ class EncodedPrompt:
     text: str
     audio: torch.Tensor
     sample_rate: int
+    speaker_id: str = "debug"
 
     @property
     def seconds(self) -> float:
@@ -30,12 +33,22 @@ class EncodedPrompt:
 
 @dataclass(frozen=True, eq=False)
 class GeneratedTokens:
-    """Audio tokens produced by the LM (mixed decoder ids), with the prompt they continue."""
+    """Audio tokens produced by the LM (mixed decoder ids), with the prompt whose voice they carry.
 
-    tokens: tuple[int, ...]
+    Long-form clones generate several ``pieces`` that decode separately and are joined with a
+    short crossfade; everything else has exactly one piece. ``text`` is what the audio says
+    (an edit's transcript, or the cloned text), which the next edit pass needs.
+    """
+
+    pieces: tuple[tuple[int, ...], ...]
     prompt: EncodedPrompt
+    text: str = ""
+
+    @property
+    def tokens(self) -> tuple[int, ...]:
+        return tuple(t for piece in self.pieces for t in piece)
 
     @property
     def seconds(self) -> float:
-        """Duration they decode to: 3 frames of 40 ms per group of five."""
-        return -(-len(self.tokens) // 5) * 0.12
+        """Duration they decode to: 3 frames of 40 ms per group of five, per piece."""
+        return sum(-(-len(p) // 5) * 0.12 for p in self.pieces)

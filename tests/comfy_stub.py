@@ -301,21 +301,27 @@ class ProgressBar:
 
 
 class ModelPatcher:
+    """Like ComfyUI's: moves the whole module, and tracks ``model.model_loaded_weight_memory``."""
+
     def __init__(self, model, load_device, offload_device, size=0, weight_inplace_update=False):
         self.model, self.load_device, self.offload_device = model, load_device, offload_device
         self.size = size
+        if not hasattr(model, "model_loaded_weight_memory"):
+            model.model_loaded_weight_memory = 0
 
     def model_size(self):
         return sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
 
     def load(self):
         self.model.to(self.load_device)
+        self.model.model_loaded_weight_memory = self.model_size()
 
     def unload(self):
         self.model.to(self.offload_device)
+        self.model.model_loaded_weight_memory = 0
 
     def loaded_size(self):
-        return self.model_size() if any(p.device == self.load_device for p in self.model.parameters()) else 0
+        return self.model.model_loaded_weight_memory
 
 
 def _folder_paths(models_dir: str) -> types.ModuleType:

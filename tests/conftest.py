@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -43,7 +44,10 @@ def load_pack():
 
 @pytest.fixture
 def pack(comfy):
-    return load_pack()
+    """The loaded pack, with its nodes imported (as ComfyUI's entry-point call does)."""
+    module = load_pack()
+    importlib.import_module(PACK + ".nodes")
+    return module
 
 
 @pytest.fixture(scope="session")

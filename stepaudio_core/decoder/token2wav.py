@@ -9,11 +9,11 @@ reference does, then flow -> mel -> HiFT -> waveform.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..errors import InputError, ModelFileError
 from .config import DecoderConfig
@@ -52,14 +52,16 @@ def align_prompt_mel(prompt_mel: torch.Tensor, prompt_frames: int) -> torch.Tens
     return F.interpolate(prompt_mel.transpose(1, 2), size=2 * prompt_frames, mode="nearest").transpose(1, 2)
 
 
-@dataclass
-class Decoder:
-    """The released CosyVoice-300M-25Hz decoder: flow + HiFT + CAM++ + the prompt-mel front end."""
+class Decoder(nn.Module):
+    """The released CosyVoice-300M-25Hz decoder: flow + HiFT + CAM++ + the prompt-mel front end.
 
-    cfg: DecoderConfig
-    flow: torch.nn.Module
-    hift: torch.nn.Module
-    campplus: torch.nn.Module | None = None
+    One module, so a host can move it between devices as a whole; every method runs on the
+    device its weights are on at call time.
+    """
+
+    def __init__(self, cfg: DecoderConfig, flow: nn.Module, hift: nn.Module, campplus: nn.Module | None = None):
+        super().__init__()
+        self.cfg, self.flow, self.hift, self.campplus = cfg, flow, hift, campplus
 
     @classmethod
     def from_folder(cls, folder: str | Path, *, load_campplus: bool = True) -> Decoder:
@@ -77,15 +79,7 @@ class Decoder:
         flow = load_flow(folder / "flow.pt", cfg.flow)
         hift = load_hift(folder / "hift.pt", cfg.hift)
         campplus = load_campplus(folder / "campplus.onnx") if load_campplus else None
-        return cls(cfg, flow, hift, campplus)
-
-    def to(self, device: torch.device | str, flow_dtype: torch.dtype = torch.float32) -> Decoder:
-        """Move to ``device``; only the flow may run in a lower precision (HiFT and CAM++ stay fp32)."""
-        self.flow.to(device=device, dtype=flow_dtype)
-        self.hift.to(device=device)
-        if self.campplus is not None:
-            self.campplus.to(device=device)
-        return self
+        return cls(cfg, flow, hift, campplus).eval()
 
     @property
     def device(self) -> torch.device:
@@ -111,12 +105,14 @@ class Decoder:
         mel_cfg = self.cfg.mel
         wav_mel = resample(wav, sample_rate, mel_cfg.sampling_rate) if sample_rate != mel_cfg.sampling_rate else wav
         mel = matcha_mel(wav_mel[None].to(self.device), mel_cfg)
-        wav_16k = resample(wav, sample_rate, 16000) if sample_rate != 16000 else wav
+        # CosyVoice's front end uses torchaudio.functional.resample, whose kernel is built in float32
+        # (the tokenizer path uses transforms.Resample, float64): the quiet fbank bins notice the difference.
+        wav_16k = resample(wav, sample_rate, 16000, kernel_dtype=torch.float32) if sample_rate != 16000 else wav
         embedding = speaker_embedding(self.campplus, wav_16k.to(self.device))
         return mel, embedding
 
     @torch.inference_mode()
-    def __call__(
+    def forward(
         self,
         tokens: Sequence[int] | torch.Tensor,
         prompt_tokens: Sequence[int] | torch.Tensor,

@@ -1,0 +1,54 @@
+"""StepAudio Edit: change the emotion, style, speed, sounds, noise or silence of an encoded recording."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..stepaudio_core.edits import EDIT_TYPES, all_options
+from .errors import user_errors
+from .progress import TokenProgress
+from .types import CATEGORY, StepAudioModel, StepAudioPrompt, StepAudioTokens
+
+
+def edit_inputs() -> list:
+    """The inputs Edit and Edit (iterate) share. The web extension narrows 'option' to the chosen type."""
+    return [
+        StepAudioModel.Input("model", tooltip="From StepAudio Model Loader."),
+        StepAudioPrompt.Input("prompt", tooltip="The recording to edit, from StepAudio Encode (with its transcript, "
+                              "except for denoise and vad)."),
+        io.Combo.Input("edit_type", options=list(EDIT_TYPES), default="emotion",
+                       tooltip="emotion, style, speed: pick an option. paralinguistic: write the new text with tags. "
+                       "denoise, vad (remove silence): no option, no transcript needed."),
+        io.Combo.Input("option", options=all_options(), default="happy",
+                       tooltip="The target emotion, style or speed ('remove' strips it); 'none' for types without "
+                       "options. The list follows the edit type."),
+        io.String.Input("new_text", multiline=True, default="",
+                        tooltip="paralinguistic only: the transcript with sounds inserted where they belong, e.g. "
+                        "'I can't believe it [Laughter] really worked.'"),
+        io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
+                     tooltip="Seeds the sampling; the same seed gives the same tokens."),
+    ]
+
+
+class StepAudioEdit(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="StepAudioEdit",
+            display_name="StepAudio Edit",
+            category=CATEGORY,
+            description="One edit pass: the language model rewrites the recording's audio tokens as instructed, "
+            "keeping the voice. Decode the result, or re-encode it for another pass (or use Edit (iterate)).",
+            inputs=edit_inputs(),
+            outputs=[StepAudioTokens.Output("tokens", tooltip="Edited audio tokens; connect to StepAudio Decode.")],
+        )
+
+    @classmethod
+    def execute(cls, model, prompt, edit_type: str, option: str, new_text: str, seed: int) -> io.NodeOutput:
+        progress = TokenProgress(passes=len(prompt))
+        out = []
+        with user_errors("StepAudio Edit"):
+            for i, p in enumerate(prompt):
+                progress.start_pass(i)
+                out.append(model.edit(p, edit_type, option, new_text=new_text, seed=seed, on_token=progress))
+        return io.NodeOutput(tuple(out))

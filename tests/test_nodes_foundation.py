@@ -1,0 +1,107 @@
+"""The pack as ComfyUI meets it: cheap import, V3 entry point, schemas, model folder, Decode."""
+
+import asyncio
+import shutil
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import PACK, load_pack
+
+
+def _nodes(pack):
+    extension = asyncio.run(pack.comfy_entrypoint())
+    asyncio.run(extension.on_load())
+    return {n.define_schema().node_id: n for n in asyncio.run(extension.get_node_list())}
+
+
+def test_import_is_cheap_and_leaves_sys_path_alone(comfy):
+    before = list(sys.path)
+    pack = load_pack()
+    _nodes(pack)
+    assert sys.path == before
+    loaded = {m for m in sys.modules if m.startswith(PACK + ".stepaudio_core.")}
+    assert loaded <= {f"{PACK}.stepaudio_core.errors"}, f"model code imported at start-up: {sorted(loaded)}"
+    assert not any(m in sys.modules for m in ("bitsandbytes", "transformers")) or "transformers" in sys.modules
+
+
+def test_every_node_has_a_documented_schema(pack):
+    nodes = _nodes(pack)
+    assert {"StepAudioModelLoader", "StepAudioDecode"} <= set(nodes)
+    for node_id, node in nodes.items():
+        schema = node.GET_SCHEMA()
+        assert node_id.startswith("StepAudio") and schema.display_name.startswith("StepAudio ")
+        assert schema.category == "audio/Step-Audio-EditX" and schema.description
+        for item in schema.inputs + schema.outputs:
+            assert item.tooltip, f"{node_id}.{item.id} has no tooltip"
+
+
+def test_model_folder_is_registered_and_listed(pack, tmp_path):
+    import folder_paths
+
+    _nodes(pack)
+    base = folder_paths.get_folder_paths("step_audio_editx")
+    assert any(p.endswith("step_audio_editx") for p in base)
+    (tmp_path / "models" / "step_audio_editx" / "Step-Audio-EditX").mkdir(parents=True)
+    extra = tmp_path / "elsewhere"
+    (extra / "Step-Audio-EditX").mkdir(parents=True)
+    folder_paths.add_model_folder_path("step_audio_editx", str(extra))  # what extra_model_paths.yaml does
+    options = pack.nodes.loader.StepAudioModelLoader.define_schema().inputs[0].options
+    assert options == [str(tmp_path / "models" / "step_audio_editx"), str(extra)]
+
+
+def test_loader_shares_one_handle_per_configuration(pack, tiny_bundle):
+    loader = pack.nodes.loader.StepAudioModelLoader
+    a = loader.execute(str(tiny_bundle), "cpu", "fp32")[0]
+    b = loader.execute(str(tiny_bundle), "cpu", "fp32")[0]
+    c = loader.execute(str(tiny_bundle), "cpu", "bf16")[0]
+    assert a is b and a is not c
+
+
+def test_loader_error_names_the_node(pack, tmp_path):
+    with pytest.raises(pack.nodes.errors.StepAudioNodeError, match="StepAudio Model Loader: no Step-Audio-EditX/"):
+        pack.nodes.loader.StepAudioModelLoader.execute(str(tmp_path), "cpu", "fp32")
+
+
+def _prompt_and_tokens(pack, model, seconds=1.0, groups=10, seed=0):
+    from importlib import import_module
+
+    core = import_module(f"{PACK}.stepaudio_core.prompt")
+    g = torch.Generator().manual_seed(seed)
+    wav = 0.3 * torch.randn(int(seconds * 24000), generator=g)
+    mel, speaker = model.decoder.prompt_features(wav, 24000)
+
+    def mixed(n):
+        ids = []
+        for _ in range(n):
+            ids += torch.randint(0, 1024, (2,), generator=g).tolist() + (1024 + torch.randint(0, 4096, (3,), generator=g)).tolist()
+        return tuple(ids)
+
+    prompt = core.EncodedPrompt(mixed(int(seconds * 25 / 3)), mel, speaker, "hello", wav, 24000)
+    return prompt, core.GeneratedTokens((mixed(groups),), prompt)
+
+
+def test_decode_node_makes_24khz_audio_of_the_token_length(pack, tiny_bundle):
+    model = pack.nodes.loader.StepAudioModelLoader.execute(str(tiny_bundle), "cpu", "fp32")[0]
+    prompt, tokens = _prompt_and_tokens(pack, model)
+    decode = pack.nodes.decode.StepAudioDecode
+    audio = decode.execute(model, (tokens,), seed=7, flow_steps=2)[0]
+    assert audio["sample_rate"] == 24000
+    assert audio["waveform"].shape == (1, 1, 10 * 3 * 2 * 480)  # 10 groups -> 30 frames -> 60 mel frames
+    assert torch.isfinite(audio["waveform"]).all() and audio["waveform"].abs().max() <= 0.99
+    again = decode.execute(model, (tokens,), seed=7, flow_steps=2)[0]
+    other = decode.execute(model, (tokens,), seed=8, flow_steps=2)[0]
+    assert torch.equal(audio["waveform"], again["waveform"])
+    assert not torch.equal(audio["waveform"], other["waveform"])
+
+
+def test_decode_node_reports_missing_decoder_files(pack, tiny_bundle, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bundle, broken)
+    (broken / "Step-Audio-EditX" / "CosyVoice-300M-25Hz" / "hift.pt").unlink()
+    good = pack.nodes.loader.StepAudioModelLoader.execute(str(tiny_bundle), "cpu", "fp32")[0]
+    _, tokens = _prompt_and_tokens(pack, good)
+    model = pack.nodes.loader.StepAudioModelLoader.execute(str(broken), "cpu", "fp32")[0]
+    with pytest.raises(pack.nodes.errors.StepAudioNodeError, match="StepAudio Decode: the decoder files hift.pt are missing"):
+        pack.nodes.decode.StepAudioDecode.execute(model, (tokens,), seed=0, flow_steps=2)
