@@ -1,0 +1,129 @@
+"""Loading the released Step1 LM: ``config.json`` + safetensors, strictly, never tied.
+
+The release ships one shard named ``model-00001.safetensors`` with a
+``model.safetensors.index.json``; a plain ``model.safetensors`` works too. The model is built
+without initialising any weight, then every tensor is copied from the memory-mapped files, so
+the CPU holds one copy of the weights (in the requested dtype), never two.
+
+bitsandbytes int8 / nf4 for the decoder layers' Linear layers is optional and imported only when
+asked for; embeddings, norms and ``lm_head`` stay unquantized, as in the reference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from torch import nn
+
+from ..checkpoint import check_model_file, load_strict
+from ..errors import InputError, ModelFileError
+from .config import Step1Config
+from .model import Step1ForCausalLM
+
+INDEX_FILE = "model.safetensors.index.json"
+QUANTIZE_MODES = ("int8", "nf4")
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The safetensors files that hold the LM's weights, per the index if there is one."""
+    index = folder / INDEX_FILE
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            names = sorted(set(weight_map.values()))
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise ModelFileError(f"{index} is not a valid safetensors index ({e}). Download it again.") from None
+        return [folder / n for n in names]
+    files = sorted(folder.glob("model*.safetensors"))
+    if not files:
+        raise ModelFileError(
+            f"no LM weights in {folder}: expected {INDEX_FILE} with its model-*.safetensors shard(s), or "
+            "model.safetensors. Download the Step-Audio-EditX model folder."
+        )
+    return files
+
+
+def read_weights(files: list[Path]) -> dict[str, torch.Tensor]:
+    """All tensors of ``files``; on the CPU they stay memory-mapped until copied into the model."""
+    tensors: dict[str, torch.Tensor] = {}
+    for path in files:
+        check_model_file(path, "LM weights")
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                for key in f.keys():
+                    if key in tensors:
+                        raise ModelFileError(f"{key} is stored twice (again in {path}); the shards do not match.")
+                    tensors[key] = f.get_tensor(key)
+        except (SafetensorError, OSError) as e:
+            raise ModelFileError(f"LM weights {path} are truncated or not safetensors ({e}). Download again.") from None
+    return tensors
+
+
+def load_step1(
+    folder: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    quantize: str | None = None,
+) -> Step1ForCausalLM:
+    """The Step1 LM of a Step-Audio-EditX folder, in eval mode.
+
+    ``dtype`` defaults to the config's ``torch_dtype`` (bfloat16 in the release). ``quantize``
+    is None (or "none"), "int8" or "nf4" (bitsandbytes, CUDA only; checked before any weight is read).
+    """
+    folder = Path(folder)
+    quantize = None if quantize in (None, "", "none") else quantize
+    bnb = _bitsandbytes(quantize, torch.device(device)) if quantize is not None else None
+    cfg = Step1Config.from_json(folder / "config.json")
+    dtype = dtype or cfg.dtype
+    files = weight_files(folder)
+    with torch.device("meta"):
+        model = Step1ForCausalLM(cfg)
+    # allocate without initialising: every value is overwritten by the strict load below
+    model = model.to(dtype).to_empty(device="cpu" if bnb is not None else device)
+    load_strict(model, read_weights(files), folder, "LM weights")
+    model.eval().requires_grad_(False)
+    if bnb is not None:
+        _quantize_layers(bnb, model, quantize, torch.device(device), dtype)
+    return model
+
+
+def _bitsandbytes(mode: str, device: torch.device):
+    """The bitsandbytes module, checked before any weight is read."""
+    if mode not in QUANTIZE_MODES:
+        raise InputError(f"quantize must be one of {QUANTIZE_MODES} or None, not {mode!r}")
+    try:
+        import bitsandbytes
+    except ImportError:
+        raise InputError(
+            f"quantize='{mode}' needs the bitsandbytes package, which is not installed. Install it "
+            "(pip install bitsandbytes) or load the LM without quantization."
+        ) from None
+    if device.type != "cuda":
+        raise InputError(f"bitsandbytes {mode} runs on CUDA GPUs only, not on '{device}'. Load without quantization.")
+    return bitsandbytes
+
+
+def _quantize_layers(bnb, model: Step1ForCausalLM, mode: str, device: torch.device, dtype: torch.dtype) -> None:
+    for layer in model.model.layers:
+        for parent in (layer.self_attn, layer.mlp):
+            for name, lin in list(parent.named_children()):
+                if not isinstance(lin, nn.Linear):
+                    continue
+                w = lin.weight.data
+                if mode == "int8":
+                    q = bnb.nn.Linear8bitLt(
+                        lin.in_features, lin.out_features, bias=False, has_fp16_weights=False, threshold=6.0
+                    )
+                    q.weight = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False)
+                else:
+                    q = bnb.nn.Linear4bit(
+                        lin.in_features, lin.out_features, bias=False, compute_dtype=dtype, quant_type="nf4",
+                        compress_statistics=True,
+                    )
+                    q.weight = bnb.nn.Params4bit(w, requires_grad=False, quant_type="nf4", compress_statistics=True)
+                setattr(parent, name, q)
+    model.to(device)  # bitsandbytes quantizes the weights as they move to the GPU
