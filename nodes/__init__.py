@@ -2,7 +2,11 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .clone import StepAudioClone
 from .decode import StepAudioDecode
+from .edit import StepAudioEdit
+from .encode import StepAudioEncode
+from .iterate import StepAudioEditIterate
 from .loader import StepAudioModelLoader, register_model_folder
 
 
@@ -11,4 +15,4 @@ class StepAudioExtension(ComfyExtension):
         register_model_folder()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [StepAudioModelLoader, StepAudioDecode]
+        return [StepAudioModelLoader, StepAudioEncode, StepAudioClone, StepAudioEdit, StepAudioEditIterate, StepAudioDecode]

@@ -35,7 +35,7 @@ class StepAudioClone(io.ComfyNode):
                                tooltip="Upper bound on the audio generated per text piece; 0 derives it from the "
                                "text length. Guards against a generation that never stops."),
             ],
-            outputs=[StepAudioTokens.Output("tokens", tooltip="Audio tokens; connect to StepAudio Decode.")],
+            outputs=[StepAudioTokens.Output("tokens", display_name="tokens", tooltip="Audio tokens; connect to StepAudio Decode.")],
         )
 
     @classmethod

@@ -30,7 +30,7 @@ class StepAudioDecode(io.ComfyNode):
                                       tooltip="Optional: decode in this prompt's voice instead of the one the "
                                       "tokens were generated for."),
             ],
-            outputs=[io.Audio.Output("audio", tooltip="24 kHz mono speech, [B, 1, T] (B = the prompt batch).")],
+            outputs=[io.Audio.Output("audio", display_name="audio", tooltip="24 kHz mono speech, [B, 1, T] (B = the prompt batch).")],
         )
 
     @classmethod

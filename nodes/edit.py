@@ -40,7 +40,7 @@ class StepAudioEdit(io.ComfyNode):
             description="One edit pass: the language model rewrites the recording's audio tokens as instructed, "
             "keeping the voice. Decode the result, or re-encode it for another pass (or use Edit (iterate)).",
             inputs=edit_inputs(),
-            outputs=[StepAudioTokens.Output("tokens", tooltip="Edited audio tokens; connect to StepAudio Decode.")],
+            outputs=[StepAudioTokens.Output("tokens", display_name="tokens", tooltip="Edited audio tokens; connect to StepAudio Decode.")],
         )
 
     @classmethod

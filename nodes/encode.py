@@ -26,7 +26,7 @@ class StepAudioEncode(io.ComfyNode):
                                 tooltip="What the recording says, word for word. Needed for cloning and for "
                                 "emotion, style, speed and paralinguistic edits; denoise and vad do not use it."),
             ],
-            outputs=[StepAudioPrompt.Output("prompt", tooltip="The encoded recording, for Clone, Edit and Decode.")],
+            outputs=[StepAudioPrompt.Output("prompt", display_name="prompt", tooltip="The encoded recording, for Clone, Edit and Decode.")],
         )
 
     @classmethod

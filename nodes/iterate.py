@@ -36,10 +36,10 @@ class StepAudioEditIterate(io.ComfyNode):
                              tooltip="Euler steps of the decoder for every pass; 10 is the released setting."),
             ],
             outputs=[
-                io.Audio.Output("iterations", tooltip="Every pass in order, 24 kHz mono: one AUDIO per pass.",
+                io.Audio.Output("passes", display_name="passes", tooltip="Every pass in order, 24 kHz mono: one AUDIO per pass.",
                                 is_output_list=True),
-                io.Audio.Output("final", tooltip="The last pass."),
-                StepAudioTokens.Output("tokens", tooltip="The last pass's tokens."),
+                io.Audio.Output("final", display_name="final", tooltip="The last pass."),
+                StepAudioTokens.Output("tokens", display_name="tokens", tooltip="The last pass's tokens."),
             ],
         )
 

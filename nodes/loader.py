@@ -66,7 +66,7 @@ class StepAudioModelLoader(io.ComfyNode):
                                tooltip="Precision of the language model. auto: bf16 where the GPU supports it, "
                                "else fp32. The decoder always runs in fp32, as the reference does."),
             ],
-            outputs=[StepAudioModel.Output("model", tooltip="The shared Step-Audio-EditX model handle.")],
+            outputs=[StepAudioModel.Output("model", display_name="model", tooltip="The shared Step-Audio-EditX model handle.")],
         )
 
     @classmethod

@@ -6,7 +6,10 @@ and the web extension can read it; the LM's prompt builder reads the same table.
 
 from __future__ import annotations
 
+import argparse
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import InputError
 
@@ -82,3 +85,24 @@ def registry() -> dict:
         "paralinguistic_tags": list(PARALINGUISTIC_TAGS),
         "language_tags": list(LANGUAGE_TAGS),
     }
+
+
+def registry_js() -> str:
+    """The registry as an ES module for the web extension (web/js/edit_registry.js), so the table lives here only."""
+    return (
+        "// Generated from stepaudio_core/edits.py by `python -m stepaudio_core.edits --write-js "
+        "web/js/edit_registry.js`. Do not edit.\n"
+        f"export const NO_OPTION = {json.dumps(NO_OPTION)};\n"
+        f"export const REGISTRY = {json.dumps(registry(), indent=2)};\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stepaudio_core.edits", description=__doc__.splitlines()[0])
+    parser.add_argument("--write-js", metavar="PATH", required=True, help="write the registry as an ES module")
+    args = parser.parse_args(argv)
+    Path(args.write_js).write_text(registry_js(), encoding="utf-8", newline="\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .bundle import DECODER_DIR, LM_DIR
+from .bundle import DECODER_DIR, LM_DIR, TOKENIZER_DIR
 
 TINY_COSYVOICE_YAML = """\
 # Tiny CosyVoice-300M-25Hz configuration for tests: the released file's layout and class paths,
@@ -147,9 +147,18 @@ def write_tiny_decoder(folder: Path, seed: int = 0) -> Path:
 
 
 def write_tiny_bundle(out_dir: str | Path, seed: int = 0) -> Path:
-    """Write a complete tiny model folder (what ``models/step_audio_editx`` holds) into ``out_dir``."""
+    """Write a complete tiny model folder (what ``models/step_audio_editx`` holds) into ``out_dir``.
+
+    ``Step-Audio-EditX/`` gets the LM files and ``CosyVoice-300M-25Hz/``; ``Step-Audio-Tokenizer/``
+    gets the Paraformer encoder, k-means codebook and S3 tokenizer, all in the released formats.
+    """
+    from .lm.testing import write_tiny_lm
+    from .tokenizer.testing import write_tiny_tokenizer
+
     out_dir = Path(out_dir)
+    write_tiny_lm(out_dir, seed=seed)
     write_tiny_decoder(out_dir / LM_DIR / DECODER_DIR, seed=seed)
+    write_tiny_tokenizer(out_dir / TOKENIZER_DIR, seed=seed)
     return out_dir
 
 

@@ -314,10 +314,12 @@ class ModelPatcher:
 
     def load(self):
         self.model.to(self.load_device)
+        self.model.device = self.load_device  # as ComfyUI's patch_model/load do
         self.model.model_loaded_weight_memory = self.model_size()
 
     def unload(self):
         self.model.to(self.offload_device)
+        self.model.device = self.offload_device
         self.model.model_loaded_weight_memory = 0
 
     def loaded_size(self):

@@ -13,6 +13,7 @@ import torch
 from tests import comfy_stub
 
 ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
 PACK = "stepaudio_pack"
 
 torch.set_num_threads(2)

@@ -83,7 +83,13 @@ class Decoder(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """Where the weights are now (a host may have moved them)."""
         return next(self.flow.parameters()).device
+
+    @device.setter
+    def device(self, value) -> None:
+        # ComfyUI's ModelPatcher assigns the device it moved the module to; the getter reports the truth.
+        pass
 
     @property
     def sample_rate(self) -> int:

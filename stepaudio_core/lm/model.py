@@ -175,7 +175,14 @@ class Step1ForCausalLM(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """Where the weights are now (a host may have moved them)."""
         return self.model.embed_tokens.weight.device
+
+    @device.setter
+    def device(self, value) -> None:
+        # ComfyUI's ModelPatcher records the device it moved the module to by assigning this
+        # attribute; the getter already reports where the weights are, so there is nothing to keep.
+        pass
 
     def forward(self, ids: torch.Tensor, cache: KVCache | None = None, last_only: bool = False) -> torch.Tensor:
         """Logits (B, T, vocab), or (B, 1, vocab) for the last position only."""
