@@ -25,8 +25,9 @@ from stepaudio_core.device import resolve_device  # noqa: E402
 from stepaudio_core.testing import randomize_  # noqa: E402
 from stepaudio_core.tokenizer.frontend import FrontendConfig  # noqa: E402
 from stepaudio_core.tokenizer.paraformer import ParaformerConfig  # noqa: E402
+from stepaudio_core.tokenizer.s3 import S3Dims, S3Tokenizer  # noqa: E402
 from stepaudio_core.tokenizer.vq02 import VQ02Tokenizer  # noqa: E402
-from stepaudio_core.tokenizer.vq06 import MODEL_NAME, VQ06Tokenizer, import_s3tokenizer  # noqa: E402
+from stepaudio_core.tokenizer.vq06 import VQ06Tokenizer  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -61,8 +62,8 @@ def main() -> None:
     cmvn = torch.stack([-12 + 2 * torch.randn(560, generator=gen), 0.3 + 0.05 * torch.rand(560, generator=gen)])
     vq02 = VQ02Tokenizer(ParaformerConfig(), FrontendConfig(), cmvn, torch.randn(1024, 512, generator=gen))
     vq02 = randomize_(vq02, gen).eval().to(device)
-    s3 = import_s3tokenizer().S3Tokenizer(MODEL_NAME)
-    randomize_(s3, gen).quantizer._codebook.embed.copy_(torch.randn(4096, 1280, generator=gen))
+    s3 = randomize_(S3Tokenizer(S3Dims()), gen)
+    s3.quantizer._codebook.embed.copy_(torch.randn(4096, 1280, generator=gen))
     vq06 = VQ06Tokenizer(s3).eval().to(device)
 
     # A gliding tone under noise at 24 kHz: no silence for the trim to remove.

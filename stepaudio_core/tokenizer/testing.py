@@ -3,7 +3,10 @@
 ``write_tiny_tokenizer`` writes the files the loaders read, in their real formats: the FunASR
 folder (``config.yaml``, ``am.mvn``, ``model.pt`` with encoder, decoder and predictor tensors),
 ``linguistic_tokenizer.npy`` and ``speech_tokenizer_v1.onnx``, a runnable ONNX graph of an S3
-tokenizer v1 (25 Hz) with the node and initializer names that s3tokenizer's converter expects.
+tokenizer v1 (25 Hz) named as the release's torch export is: node names are the module scopes,
+linear weights and the codebook are anonymous ``onnx::MatMul_*`` initializers, the convolutions,
+layer norms and positions keep ``encoders.*`` names. (The ``s3tokenizer`` package's converter reads
+it too, which the tests use as an independent cross-check.)
 Random weights make meaningless codes; tests check lengths, ranges, determinism and plumbing.
 """
 
@@ -18,8 +21,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from .paraformer import ParaformerConfig, ParaformerEncoder
+from .s3 import S3Dims, S3Tokenizer
 from .vq02 import CODEBOOK_FILE, PARAFORMER_DIR
-from .vq06 import HEAD_DIM, MODEL_NAME, VQ06_FILE, import_s3tokenizer
+from .vq06 import HEAD_DIM, VQ06_FILE
 
 TINY_PARAFORMER_YAML = """\
 # Tiny Paraformer-streaming configuration for tests: the released file's layout, small widths.
@@ -131,7 +135,7 @@ def write_tiny_paraformer(folder: Path, g: torch.Generator, dim: int = 32, units
 
 class _OnnxGraph:
     """Collects nodes. Weights become initializers; every other constant a Constant node, as
-    torch's exporter writes them (s3tokenizer's converter maps each initializer to a weight)."""
+    torch's exporter writes them."""
 
     def __init__(self):
         self.nodes: list = []
@@ -140,6 +144,10 @@ class _OnnxGraph:
     def weight(self, name: str, value: torch.Tensor) -> str:
         self.initializers.append(numpy_helper.from_array(value.detach().float().numpy(), name))
         return name
+
+    def matmul_weight(self, value: torch.Tensor) -> str:
+        """A transposed copy, which the exporter stores under a fresh anonymous name."""
+        return self.weight(f"onnx::MatMul_{1000 + len(self.initializers)}", value)
 
     def op(self, op: str, inputs: list, name: str, **attrs) -> str:
         """Add node ``name``; numpy values among ``inputs`` become Constant nodes in front of it."""
@@ -165,9 +173,7 @@ class _OnnxGraph:
 
     def linear(self, x: str, state: dict, key: str, prefix: str) -> str:
         """Nodes ``<prefix>/MatMul`` (weight stored transposed, as ONNX does) and ``<prefix>/Add`` (bias)."""
-        y = self.op(
-            "MatMul", [x, self.weight(f"{key}.weight_t", state[f"{key}.weight"].t().contiguous())], f"{prefix}/MatMul"
-        )
+        y = self.op("MatMul", [x, self.matmul_weight(state[f"{key}.weight"].t().contiguous())], f"{prefix}/MatMul")
         if f"{key}.bias" in state:
             y = self.op("Add", [y, self.weight(f"{key}.bias", state[f"{key}.bias"])], f"{prefix}/Add")
         return y
@@ -182,7 +188,7 @@ def _int64(*values: int) -> np.ndarray:
 
 
 def write_s3_onnx(state: dict[str, torch.Tensor], path: Path) -> None:
-    """An S3 tokenizer v1 25 Hz graph for a batch of full-length mels, computing what s3tokenizer computes."""
+    """An S3 tokenizer v1 25 Hz graph for a batch of full-length mels, computing what ``S3Tokenizer`` computes."""
     gr = _OnnxGraph()
     n_mels, n_state = state["encoder.conv1.weight"].shape[1], state["encoder.conv1.weight"].shape[0]
     n_layer = len({k.split(".")[2] for k in state if k.startswith("encoder.blocks.")})
@@ -235,7 +241,7 @@ def write_s3_onnx(state: dict[str, torch.Tensor], path: Path) -> None:
         [x, gr.op("Max", [gr.op("ReduceL2", [x], "/ReduceL2", axes=[-1], keepdims=1), np.float32(1e-12)], "/Max")],
         "/Div",
     )
-    embed = gr.weight("quantizer.codebook", state["quantizer._codebook.embed"].t().contiguous())  # (dim, codes)
+    embed = gr.matmul_weight(state["quantizer._codebook.embed"].t().contiguous())  # (dim, codes)
     e2 = gr.op(
         "ReduceSum", [gr.op("Pow", [embed, np.float32(2.0)], f"{q}/Pow_1"), _int64(0)], f"{q}/ReduceSum_1", keepdims=1
     )
@@ -259,16 +265,18 @@ def write_s3_onnx(state: dict[str, torch.Tensor], path: Path) -> None:
 def tiny_s3_state(
     g: torch.Generator, n_state: int = 128, n_layer: int = 2, n_codes: int = 4096
 ) -> dict[str, torch.Tensor]:
-    """Random weights for s3tokenizer's ``S3Tokenizer`` at small width; positions stay the sinusoids."""
-    s3 = import_s3tokenizer()
-    cfg = s3.model.ModelConfig(
-        n_audio_state=n_state, n_audio_head=n_state // HEAD_DIM, n_audio_layer=n_layer, n_codebook_size=n_codes
-    )
-    state = s3.S3Tokenizer(MODEL_NAME, cfg).state_dict()
+    """Random weights for ``S3Tokenizer`` at small width; positions stay the sinusoids.
+
+    Codebook rows get lengths in [0.5, 1.5): with rows of equal length the nearest row would not
+    depend on the frames' L2 normalisation, and tests could not see it.
+    """
+    dims = S3Dims(n_state=n_state, n_head=n_state // HEAD_DIM, n_layer=n_layer, n_codes=n_codes)
+    state = S3Tokenizer(dims).state_dict()
     positions = state["encoder.positional_embedding"]
     state = _randomize(state, g)
     state["encoder.positional_embedding"] = positions
-    state["quantizer._codebook.embed"] = torch.nn.functional.normalize(state["quantizer._codebook.embed"], dim=1)
+    embed = torch.nn.functional.normalize(state["quantizer._codebook.embed"], dim=1)
+    state["quantizer._codebook.embed"] = embed * (0.5 + torch.rand(n_codes, 1, generator=g))
     return state
 
 
