@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import folder_paths
@@ -11,6 +12,8 @@ from .errors import user_errors
 from .types import CATEGORY, StepAudioModel
 
 FOLDER = "step_audio_editx"
+NOT_FOUND = "(no Step-Audio-EditX folder found: turn on download, or see the README)"
+log = logging.getLogger(__name__)
 
 # The pack's one piece of global state: model handles by configuration, so every node and every
 # queued prompt that asks for the same model shares its loaded weights.
@@ -31,15 +34,15 @@ def model_folders() -> list[str]:
     return found
 
 
-def get_handle(folder: str, device: str, dtype: str):
+def get_handle(folder: str, device: str, dtype: str, quantization: str = "none"):
     from ..stepaudio_core.pipeline import StepAudioEditX
     from .management import ComfyPlacer, comfy_device, comfy_dtype
 
     dev = comfy_device(device)
     dtype = comfy_dtype(dtype, dev)
-    key = (str(Path(folder).resolve()), str(dev), dtype)
+    key = (str(Path(folder).resolve()), str(dev), dtype, quantization)
     if key not in _HANDLES:
-        _HANDLES[key] = StepAudioEditX(folder, device=str(dev), dtype=dtype, placer=ComfyPlacer(dev))
+        _HANDLES[key] = StepAudioEditX(folder, device=str(dev), dtype=dtype, quantization=quantization, placer=ComfyPlacer(dev))
     return _HANDLES[key]
 
 
@@ -52,24 +55,37 @@ class StepAudioModelLoader(io.ComfyNode):
             display_name="StepAudio Model Loader",
             category=CATEGORY,
             description="Finds the Step-Audio-EditX model files and returns a handle that the other StepAudio "
-            "nodes share. Weights load on first use, once per configuration.",
+            "nodes share. Weights load on first use, once per configuration, under ComfyUI's model management.",
             inputs=[
                 io.Combo.Input(
                     "models_folder",
-                    options=folders or ["(no Step-Audio-EditX folder found under models/step_audio_editx)"],
+                    options=folders or [NOT_FOUND],
                     tooltip="A folder that holds Step-Audio-EditX/ and Step-Audio-Tokenizer/ "
                     "(models/step_audio_editx, or one added for 'step_audio_editx' in extra_model_paths.yaml).",
                 ),
                 io.Combo.Input("device", options=["auto", "cpu", "cuda", "mps"], default="auto",
-                               tooltip="Where the model runs. auto: CUDA, then MPS, then CPU."),
+                               tooltip="Where the model runs. auto: the device ComfyUI uses (honours --cpu)."),
                 io.Combo.Input("dtype", options=["auto", "bf16", "fp16", "fp32"], default="auto",
                                tooltip="Precision of the language model. auto: bf16 where the GPU supports it, "
                                "else fp32. The decoder always runs in fp32, as the reference does."),
+                io.Combo.Input("quantization", options=["none", "int8", "nf4"], default="none",
+                               tooltip="bitsandbytes quantisation of the language model's linear layers (CUDA "
+                               "only; needs the bitsandbytes package). Saves VRAM at a small cost in fidelity."),
+                io.Boolean.Input("download", default=False,
+                                 tooltip="Download the model from the Hugging Face Hub (about 8 GB) into "
+                                 "models/step_audio_editx if it is missing or incomplete. Off: never touches the "
+                                 "network."),
             ],
             outputs=[StepAudioModel.Output("model", display_name="model", tooltip="The shared Step-Audio-EditX model handle.")],
         )
 
     @classmethod
-    def execute(cls, models_folder: str, device: str, dtype: str) -> io.NodeOutput:
+    def execute(cls, models_folder: str, device: str, dtype: str, quantization: str = "none", download: bool = False) -> io.NodeOutput:
         with user_errors("StepAudio Model Loader"):
-            return io.NodeOutput(get_handle(models_folder, device, dtype))
+            if download:
+                from ..stepaudio_core.download import download_models
+
+                target = models_folder if models_folder != NOT_FOUND else folder_paths.get_folder_paths(FOLDER)[0]
+                download_models(target, progress=log.info)
+                models_folder = target
+            return io.NodeOutput(get_handle(models_folder, device, dtype, quantization))
