@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import shutil
+import subprocess
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -17,12 +20,29 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import ROOT
-from tests.e2e.comfy_server import messages
-from tests.e2e.workflow_api import api_node, to_api
+from stepaudio_core.lm.audio_tokens import GROUP
+from stepaudio_core.lm.generate import max_new_tokens_for
+from stepaudio_core.longform import split_text, spoken_units
+from tests.conftest import FIXTURES, ROOT
+from tests.e2e.comfy_server import PACK_FOLDER, messages
+from tests.e2e.workflow_api import api_node, pick_offered, to_api, widget_slots
 
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
 SAMPLE_RATE = 24000
+# The recordings the example workflows' Load Audio nodes name (a user uploads their own there), and the file
+# the test puts into the server's input folder under each name.
+EXAMPLE_INPUTS = {"stepaudio_reference.wav": FIXTURES / "audio" / "en2_24k.wav"}
+# Tiny random models seldom pick the stop token, so a generation mostly runs to its whole budget. Two example
+# workflows cannot run as saved with them, so the test changes one value in each; everything else runs as
+# saved. Edit (iterate) in audio round trip edits each pass's audio, and an edit may produce 2.5 x its input
+# + 5 s: the passes grow 2.5 -> 11 -> 34 s, and the third refuses its 34 s input (the model edits at most 30 s;
+# a trained model keeps the length). Token space edits every pass within the recording's 11 s budget. The long
+# text's two pieces would get 53 s and 27 s (about 200 s of CPU); 2 s each still shows the split.
+SPEED_UPS = {
+    "stepaudio_iterate_style": ("StepAudioEditIterate", "mode", "token space (faster, not the reference)"),
+    "stepaudio_longform_clone": ("StepAudioClone", "max_seconds", 2.0),
+}
+CORE_MODULES = re.compile(r"^(nodes|comfy_extras\.\w+)$")
 
 
 def pack_schemas(pack) -> dict:
@@ -41,17 +61,18 @@ def write_voice_clip(path: Path, seconds: float = 3.0, sample_rate: int = SAMPLE
     sf.write(path, wav.astype(np.float32), sample_rate)
 
 
+def fetch_clip(server, item: dict) -> tuple[np.ndarray, int]:
+    """One audio file a node produced, fetched over /view and decoded: (samples [T, C], rate)."""
+    wav, rate = sf.read(io.BytesIO(server.view(item)), dtype="float32", always_2d=True)
+    seconds = wav.shape[0] / rate
+    assert 0.05 <= seconds <= 600, f"{item['filename']} lasts {seconds:.3f} s"
+    assert np.isfinite(wav).all() and np.abs(wav).max() <= 1.0, f"{item['filename']} holds invalid samples"
+    return wav, rate
+
+
 def fetch_audio(server, entry: dict) -> list[tuple[np.ndarray, int]]:
     """Every audio file the prompt's output nodes produced, fetched over /view and decoded: (samples [T, C], rate)."""
-    clips = []
-    for output in entry["outputs"].values():
-        for item in output.get("audio", []):
-            wav, rate = sf.read(io.BytesIO(server.view(item)), dtype="float32", always_2d=True)
-            seconds = wav.shape[0] / rate
-            assert 0.05 <= seconds <= 600, f"{item['filename']} lasts {seconds:.3f} s"
-            assert np.isfinite(wav).all() and np.abs(wav).max() <= 1.0, f"{item['filename']} holds invalid samples"
-            clips.append((wav, rate))
-    return clips
+    return [fetch_clip(server, item) for output in entry["outputs"].values() for item in output.get("audio", [])]
 
 
 def loader_preview(object_info: dict, models_folder: Path, **loader) -> dict:
@@ -128,7 +149,9 @@ def test_ui_workflow_converts_with_the_servers_schemas(comfy_server, object_info
 
     prompt = to_api(workflow(decode_mode=0), object_info)
     assert set(prompt) == {"1", "3", "4", "6", "8"}
-    assert prompt["1"]["inputs"] == {"models_folder": str(models_folder), "device": "auto", "dtype": "fp32"}
+    # widgets saved before the Loader grew quantization and download take their defaults
+    assert prompt["1"]["inputs"] == {"models_folder": str(models_folder), "device": "auto", "dtype": "fp32",
+                                     "quantization": "none", "download": False}
     assert prompt["3"]["inputs"] == {"model": ["1", 0], "seed": 1234, "flow_steps": 4}
     assert prompt["4"]["inputs"] == {"source": ["1", 0]}
     assert prompt["8"]["inputs"] == {"audio": ["6", 0], "filename_prefix": "stepaudio_e2e/x"}
@@ -160,21 +183,297 @@ def test_clone_and_decode_save_24khz_mono_audio(comfy_server, object_info, model
     assert [(wav.shape[1], rate) for wav, rate in clips] == [(1, SAMPLE_RATE)]
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
-def test_example_workflow_runs_and_saves_audio(comfy_server, object_info, models_folder, path):
-    prompt = to_api(json.loads(path.read_text(encoding="utf-8")), object_info)
+# ---------------------------------------------------------------- example workflows
+
+
+def load_workflow(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def decoded_max(budget: float) -> float:
+    """The longest audio a generation given ``budget`` seconds decodes to: its whole groups of five, 0.12 s each."""
+    return (max_new_tokens_for(budget) - 1) // GROUP * 0.12
+
+
+def edit_max(seconds: float) -> float:
+    """The longest result of one edit pass of ``seconds`` of audio (the pipeline's budget: 2.5x + 5 s, <= 90 s)."""
+    return decoded_max(min(90.0, 2.5 * seconds + 5.0))
+
+
+def widget_value(prompt: dict, node_id: str, name: str):
+    """An input's value; one fed by a link is the value of the String node it comes from."""
+    value = prompt[node_id]["inputs"][name]
+    if isinstance(value, list):
+        source = prompt[value[0]]
+        assert source["class_type"].startswith("PrimitiveString"), f"node {node_id}: '{name}' comes from a {source['class_type']}"
+        value = source["inputs"]["value"]
+    return value
+
+
+def max_seconds(prompt: dict, source: list) -> list[float]:
+    """Upper bounds on the duration of the audio output ``source`` = [node, slot] carries: one per item of a list
+    output, else one. Derived from the token budgets the pipeline gives each generation (tiny random models use
+    all of it), and from what the core audio nodes do to durations."""
+    node_id, slot = source
+    node = prompt[node_id]
+    kind, inputs = node["class_type"], node["inputs"]
+
+    def upstream(name: str) -> float:
+        (bound,) = max_seconds(prompt, inputs[name])
+        return bound
+
+    if kind == "LoadAudio":
+        return [sf.info(EXAMPLE_INPUTS[inputs["audio"]]).duration]
+    if kind in ("StepAudioEncode", "StepAudioDecode"):
+        return [upstream("audio" if kind == "StepAudioEncode" else "tokens")]
+    if kind == "StepAudioClone":
+        cap = widget_value(prompt, node_id, "max_seconds")
+        pieces = split_text(widget_value(prompt, node_id, "text"))
+        return [sum(decoded_max(cap or min(90.0, 3.0 + spoken_units(p) / 6.0)) for p in pieces)]
+    if kind == "StepAudioEdit":
+        return [edit_max(upstream("prompt"))]
+    if kind == "StepAudioEditIterate":
+        source_seconds, passes = upstream("prompt"), []
+        for _ in range(inputs["iterations"]):
+            # audio round trip edits the previous pass's audio; token space keeps the recording's budget
+            passes.append(edit_max(passes[-1] if passes and inputs["mode"].startswith("audio") else source_seconds))
+        return passes if slot == 0 else [passes[-1]]
+    if kind == "AudioConcat":
+        return [upstream("audio1") + upstream("audio2")]
+    if kind == "TrimAudioDuration":
+        assert inputs["start_index"] >= 0
+        return [min(inputs["duration"], upstream("audio") - inputs["start_index"])]
+    raise AssertionError(f"no duration bound for a {kind}: teach max_seconds() what it does to durations")
+
+
+def example_prompt(path: Path, object_info: dict, server, models_folder: Path) -> dict:
+    """The API prompt of an example workflow, as this test server runs it."""
+    prompt = to_api(load_workflow(path), object_info)
+    # The saved models_folder names a folder of the machine it was saved on; like a user, take the one this
+    # server offers (the harness's extra_model_paths.yaml makes that the tiny bundle).
+    pick_offered(prompt, object_info, "StepAudioModelLoader", "models_folder")
     for node in prompt.values():
         if node["class_type"] == "StepAudioModelLoader":
-            node["inputs"]["models_folder"] = str(models_folder)
+            assert node["inputs"]["models_folder"] == str(models_folder)
         elif node["class_type"] == "LoadAudio":
             name = node["inputs"]["audio"]
-            if (path.parent / name).is_file():
-                (comfy_server.input_dir / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(path.parent / name, comfy_server.input_dir / name)
-            else:
-                write_voice_clip(comfy_server.input_dir / name)
+            assert name in EXAMPLE_INPUTS, f"{path.name} loads '{name}': use one of {sorted(EXAMPLE_INPUTS)}"
+            shutil.copy(EXAMPLE_INPUTS[name], server.input_dir / name)
+    if path.stem in SPEED_UPS:
+        class_type, name, value = SPEED_UPS[path.stem]
+        targets = [node for node in prompt.values() if node["class_type"] == class_type]
+        assert targets, f"{path.name} has no {class_type} for its speed-up"
+        for node in targets:
+            node["inputs"][name] = value
+    return prompt
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_example_workflow_runs_and_saves_audio(comfy_server, object_info, models_folder, path):
+    prompt = example_prompt(path, object_info, comfy_server, models_folder)
+    started = time.monotonic()
     entry = comfy_server.run(prompt, timeout=600)
-    assert fetch_audio(comfy_server, entry), f"{path.name} ran but no node produced audio"
+    took = time.monotonic() - started
+    audio_nodes = {node_id: node for node_id, node in prompt.items() if node["class_type"] in ("PreviewAudio", "SaveAudio")}
+    assert audio_nodes, f"{path.name} has no Preview Audio or Save Audio node"
+    clips = {}
+    for node_id, node in audio_nodes.items():
+        items = entry["outputs"].get(node_id, {}).get("audio", [])
+        clips[node_id] = [fetch_clip(comfy_server, item) for item in items]
+        bounds = max_seconds(prompt, node["inputs"]["audio"])
+        seconds = [wav.shape[0] / rate for wav, rate in clips[node_id]]
+        print(f"{path.stem} ({took:.0f} s): node {node_id} {node['_meta']['title']!r}: "
+              f"{', '.join(f'{s:.2f}' for s in seconds)} s (at most {', '.join(f'{b:.2f}' for b in bounds)})")
+        # A list output (every pass of Edit (iterate)) makes the audio node run once per item.
+        assert len(seconds) == len(bounds), f"node {node_id} saved {len(seconds)} clips, expected {len(bounds)}"
+        for (wav, rate), s, bound in zip(clips[node_id], seconds, bounds):
+            assert rate == SAMPLE_RATE and wav.shape[1] in (1, 2)
+            assert s <= bound + 1e-6, f"node {node_id}: {s:.3f} s is longer than the token budget allows ({bound:.3f} s)"
+
+    # Output nodes fed by the same output hold the same audio (Preview and Save of one Decode).
+    by_source = {}
+    for node_id, node in audio_nodes.items():
+        by_source.setdefault(tuple(node["inputs"]["audio"]), []).append(node_id)
+    for node_ids in by_source.values():
+        first = clips[node_ids[0]]
+        for other in node_ids[1:]:
+            assert [w.tolist() for w, _ in clips[other]] == [w.tolist() for w, _ in first]
+
+    # What each workflow is for, beyond "it runs".
+    for node_id, node in audio_nodes.items():
+        source, slot = node["inputs"]["audio"]
+        kind = prompt[source]["class_type"]
+        if kind.startswith("StepAudio"):
+            assert all(wav.shape[1] == 1 for wav, _ in clips[node_id]), "StepAudio audio is mono"
+        if kind == "StepAudioEditIterate" and slot == 1:  # final: the last of the passes another node previews
+            passes = [i for i, n in audio_nodes.items() if n["inputs"]["audio"] == [source, 0]]
+            for i in passes:
+                np.testing.assert_array_equal(clips[i][-1][0], clips[node_id][0][0])
+        if kind == "TrimAudioDuration":  # edit_then_core_audio: the original recording, then the edited one
+            (wav, _), = clips[node_id]
+            original, _ = sf.read(EXAMPLE_INPUTS["stepaudio_reference.wav"], dtype="float32")
+            assert wav.shape[1] == 2, "Audio Concat makes stereo"
+            assert wav.shape[0] > original.shape[0], "the edited audio is missing after the original"
+            np.testing.assert_allclose(wav[: original.shape[0]], np.stack([original, original], 1), atol=1.5 / 32768)
+        if kind == "StepAudioDecode":
+            tokens_from = prompt[prompt[source]["inputs"]["tokens"][0]]
+            if tokens_from["class_type"] == "StepAudioClone":
+                text = widget_value(prompt, prompt[source]["inputs"]["tokens"][0], "text")
+                pieces = split_text(text)
+                if len(pieces) > 1:  # longform: a run to budget outlasts any one piece, so the text was split
+                    cap = tokens_from["inputs"]["max_seconds"]
+                    longest = max(decoded_max(cap or min(90.0, 3.0 + spoken_units(p) / 6.0)) for p in pieces)
+                    assert clips[node_id][0][0].shape[0] / SAMPLE_RATE > longest, (
+                        "the long text was not split into pieces (or the tiny model stopped a piece early)")
+
+
+def test_workflow_templates_lists_the_pack_with_every_example(comfy_server):
+    """The template browser lists /api/workflow_templates and opens each file from the pack's route."""
+    assert WORKFLOWS, "no example_workflows/*.json"
+    listed = comfy_server.get_json("/api/workflow_templates")
+    assert sorted(listed.get(PACK_FOLDER, [])) == sorted(p.stem for p in WORKFLOWS), listed
+    for path in WORKFLOWS:
+        served = comfy_server.request("GET", f"/api/workflow_templates/{PACK_FOLDER}/{urllib.parse.quote(path.name)}")
+        assert json.loads(served) == load_workflow(path)
+
+
+def check_widgets(path: Path, node: dict, info: dict) -> None:
+    """widgets_values as the editor saves them for this server's schema, with values the server accepts."""
+    where = f"{path.name}: node {node['id']} ({node['type']})"
+    values = node.get("widgets_values")
+    slots = widget_slots(info)
+    # One value per widget (two after a seed: its control), nothing for buttons such as "insert tag".
+    expected = sum(width for _, width in slots)
+    assert isinstance(values, list) and len(values) == expected, f"{where}: {values} should hold {expected} values"
+    specs = info["input"].get("required", {}) | info["input"].get("optional", {})
+    i = 0
+    for name, width in slots:
+        kind, options = specs[name][0], (specs[name][1] if len(specs[name]) > 1 else {})
+        value = values[i]
+        if width == 2:
+            assert values[i + 1] == "fixed", f"{where}: '{name}' should stay fixed so the example repeats"
+        i += width
+        if (node["type"], name) == ("StepAudioModelLoader", "models_folder"):
+            continue  # the saving machine's folder: see example_prompt
+        if (node["type"], name) == ("LoadAudio", "audio"):
+            assert value in EXAMPLE_INPUTS, f"{where}: loads '{value}'"
+            continue
+        if isinstance(kind, list) or kind == "COMBO":
+            choices = kind if isinstance(kind, list) else options["options"]
+            assert value in choices, f"{where}: '{name}' = {value!r} is not one of the server's options"
+        elif kind in ("INT", "FLOAT"):
+            assert isinstance(value, (int, float)) and not isinstance(value, bool), f"{where}: '{name}' = {value!r}"
+            assert options.get("min", value) <= value <= options.get("max", value), f"{where}: '{name}' = {value} out of range"
+        elif kind == "STRING":
+            assert isinstance(value, str), f"{where}: '{name}' = {value!r}"
+        elif kind == "BOOLEAN":
+            assert isinstance(value, bool), f"{where}: '{name}' = {value!r}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_example_workflow_is_a_consistent_saved_graph(object_info, path):
+    """What the editor needs to open the file as saved: ids, links on both ends, types, slots, widget values."""
+    wf = load_workflow(path)
+    assert wf["version"] == 0.4 and wf["nodes"] and isinstance(wf.get("groups", []), list)
+    nodes = {node["id"]: node for node in wf["nodes"]}
+    links = {link[0]: link for link in wf["links"]}
+    assert len(nodes) == len(wf["nodes"]) and len(links) == len(wf["links"]), "duplicate node or link ids"
+    assert wf["last_node_id"] >= max(nodes) and wf["last_link_id"] >= max(links, default=0)
+    assert sorted(node["order"] for node in wf["nodes"]) == list(range(len(nodes)))
+
+    for link_id, origin, origin_slot, target, target_slot, kind in wf["links"]:
+        out, into = nodes[origin]["outputs"][origin_slot], nodes[target]["inputs"][target_slot]
+        assert link_id in out["links"] and into["link"] == link_id, f"{path.name}: link {link_id} is not on both ends"
+        assert out["type"] == kind == into["type"], (
+            f"{path.name}: link {link_id} ({kind}) joins an {out['type']} output to an {into['type']} input")
+        assert nodes[origin]["order"] < nodes[target]["order"], f"{path.name}: link {link_id} runs backwards in 'order'"
+
+    for node in wf["nodes"]:
+        where = f"{path.name}: node {node['id']} ({node['type']})"
+        assert node["mode"] == 0, f"{where} is muted or bypassed"
+        for slot in node["inputs"]:
+            assert slot["link"] is None or links[slot["link"]][3] == node["id"], f"{where}: input '{slot['name']}'"
+        for slot in node["outputs"]:
+            assert all(links[i][1] == node["id"] for i in slot["links"] or []), f"{where}: output '{slot['name']}'"
+        if node["type"] == "Note":
+            assert node["widgets_values"][0].strip(), f"{where} is empty"
+            continue
+        info = object_info[node["type"]]
+        assert CORE_MODULES.match(info["python_module"]) or info["python_module"].endswith(PACK_FOLDER), (
+            f"{where} comes from {info['python_module']}: examples use only ComfyUI's own nodes and this pack's")
+        assert node["properties"]["Node name for S&R"] == node["type"]
+        assert [(o["name"], o["type"]) for o in node["outputs"]] == list(zip(info["output_name"], info["output"])), where
+        # Socket inputs in the definition's order; a widget has a slot only when a link feeds it (as saved).
+        specs = {name: spec for section in ("required", "optional") for name, spec in info["input"].get(section, {}).items()}
+        widgets = {name for name, _ in widget_slots(info)}
+        sockets = [name for section in ("required", "optional") for name in info["input_order"].get(section, [])
+                   if name not in widgets]
+        assert [s["name"] for s in node["inputs"] if "widget" not in s] == sockets, where
+        for slot in node["inputs"]:
+            if "widget" in slot:
+                assert slot["widget"]["name"] == slot["name"] in widgets and slot["link"] is not None, where
+            else:
+                assert slot["type"] == specs[slot["name"]][0], where
+        check_widgets(path, node, info)
+    assert any(node["type"] == "Note" for node in wf["nodes"]), f"{path.name} has no Note explaining it"
+
+
+# The editor validates a workflow with zod before it loads it (src/platform/workflow/validation/schemas/
+# workflowSchema.ts). The installed front end's source map carries that file and zod itself; the test turns the
+# part that defines the 0.4 format into plain JavaScript (its few type annotations removed) and runs it in Node.
+ZOD_RUNNER = """
+import { readFileSync } from 'fs'
+console.log('READY')
+for (const f of process.argv.slice(2)) {
+  const r = zComfyWorkflow.safeParse(JSON.parse(readFileSync(f, 'utf8')))
+  console.log(JSON.stringify({ file: f, ok: r.success, issues: r.success ? [] : r.error.issues }))
+}
+"""
+
+
+def zod_validator(comfyui_python: str, workdir: Path) -> Path:
+    done = subprocess.run([comfyui_python, "-c", "import comfyui_frontend_package as p; print(p.__path__[0])"],
+                          capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        pytest.skip("ComfyUI's Python has no comfyui_frontend_package")
+    sources = {}
+    for source_map in sorted(Path(done.stdout.strip()).glob("static/assets/*.js.map")):
+        raw = source_map.read_bytes()
+        if b"workflowSchema.ts" in raw:
+            data = json.loads(raw)
+            sources = dict(zip(data["sources"], data.get("sourcesContent") or []))
+            break
+    schema = next((text for name, text in sources.items() if name.endswith("/workflowSchema.ts")), None)
+    zod = next((text for name, text in sources.items() if name.endswith("/zod/lib/index.mjs")), None)
+    if not schema or not zod:
+        pytest.skip("the front end's source maps do not carry workflowSchema.ts and zod")
+    schema = schema[: schema.index("/** Required for recursive definition")]  # the 0.4 format ends there
+    schema = re.sub(r"^import .*$", "", schema, flags=re.M)
+    schema = re.sub(r"^export type .*$", "", schema, flags=re.M)
+    schema = re.sub(r"\s+as \[[^\]]*\]", "", schema)
+    schema = re.sub(r"\((\w+): \w+, (\w+)\)", r"(\1, \2)", schema)
+    (workdir / "zod.mjs").write_text(zod, encoding="utf-8")
+    runner = workdir / "validate.mjs"
+    runner.write_text("import { z } from './zod.mjs'\n" + schema + ZOD_RUNNER, encoding="utf-8")
+    return runner
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed (node on PATH runs zod)")
+def test_example_workflows_pass_the_editors_zod_schema(comfyui_python, tmp_path):
+    runner = zod_validator(comfyui_python, tmp_path)
+    broken = load_workflow(WORKFLOWS[0])
+    del broken["last_link_id"]
+    broken["links"][0] = broken["links"][0][:5]
+    (tmp_path / "broken.json").write_text(json.dumps(broken), encoding="utf-8")
+    files = [str(tmp_path / "broken.json"), *map(str, WORKFLOWS)]
+    done = subprocess.run([shutil.which("node"), str(runner), *files], capture_output=True, text=True, timeout=120)
+    if not done.stdout.startswith("READY"):
+        pytest.skip(f"this front end's workflowSchema.ts did not turn into JavaScript:\n{done.stderr[-2000:]}")
+    results = [json.loads(line) for line in done.stdout.splitlines()[1:]]
+    assert [r["file"] for r in results] == files, done.stderr
+    assert not results[0]["ok"], "the validator accepted a workflow without last_link_id and with a 5-field link"
+    rejected = {Path(r["file"]).name: r["issues"] for r in results[1:] if not r["ok"]}
+    assert not rejected, json.dumps(rejected, indent=1)[:4000]
 
 
 def test_free_resets_the_server_and_it_stays_usable(comfy_server, object_info, models_folder):

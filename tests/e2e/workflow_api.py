@@ -17,6 +17,10 @@ the way the editor derives it:
 Editor-only nodes are resolved as the editor does when it queues a workflow: notes are dropped, reroutes
 followed, a primitive node's value goes into the input it feeds, muted nodes are left out (with the inputs
 they feed), and bypassed nodes pass their input of the same type through.
+
+A combo whose options depend on the machine (the StepAudio Model Loader's ``models_folder`` lists the model
+folders found there) holds, in a saved workflow, a value of the machine it was saved on. ``pick_offered``
+does what a user does after opening such a workflow: it picks the first option this server offers instead.
 """
 
 from __future__ import annotations
@@ -153,3 +157,23 @@ def api_node(object_info: dict, class_type: str, **inputs: Any) -> dict:
     filled = {name: _default(class_type, name, spec) for name, spec in declared.get("required", {}).items()
               if name not in inputs}
     return {"class_type": class_type, "inputs": filled | inputs}
+
+
+def pick_offered(prompt: dict[str, dict], object_info: dict, class_type: str, name: str) -> list[str]:
+    """Set combo ``name`` of every ``class_type`` node whose value this server does not offer to its first option.
+
+    Returns the node ids changed. A linked input is left alone; a combo without options raises.
+    """
+    changed = []
+    for node_id, node in prompt.items():
+        if node["class_type"] != class_type or isinstance(node["inputs"].get(name), list):
+            continue
+        info = object_info[class_type]["input"]
+        kind, options = _spec((info.get("required", {}) | info.get("optional", {}))[name])
+        choices = kind if isinstance(kind, list) else options.get("options") or []
+        if not choices:
+            raise WorkflowError(f"{class_type}: this server offers no option for '{name}'")
+        if node["inputs"].get(name) not in choices:
+            node["inputs"][name] = choices[0]
+            changed.append(node_id)
+    return changed
