@@ -55,8 +55,8 @@ class StepAudioEditIterate(io.ComfyNode):
         progress = TokenProgress(passes=iterations)
         with user_errors("StepAudio Edit (iterate)"):
             passes = model.iterate_edit(
-                prompt[0], edit_type, option, new_text=new_text, n_iter=iterations, seed=seed, mode=MODES[mode],
-                flow_steps=flow_steps, on_token=progress, on_pass=progress.start_pass,
+                prompt[0], edit_type, option, new_text=new_text, n_iter=iterations, seed=seed,
+                mode=MODES.get(mode, mode), flow_steps=flow_steps, on_token=progress, on_pass=progress.start_pass,
             )
         audios = [to_comfy_audio([wav], model.sample_rate) for _, wav in passes]
         return io.NodeOutput(audios, audios[-1], (passes[-1][0],))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import folder_paths
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 # The pack's one piece of global state: model handles by configuration, so every node and every
 # queued prompt that asks for the same model shares its loaded weights.
 _HANDLES: dict[tuple, object] = {}
+_HANDLES_LOCK = threading.Lock()
 
 
 def register_model_folder() -> None:
@@ -41,9 +43,11 @@ def get_handle(folder: str, device: str, dtype: str, quantization: str = "none")
     dev = comfy_device(device)
     dtype = comfy_dtype(dtype, dev)
     key = (str(Path(folder).resolve()), str(dev), dtype, quantization)
-    if key not in _HANDLES:
-        _HANDLES[key] = StepAudioEditX(folder, device=str(dev), dtype=dtype, quantization=quantization, placer=ComfyPlacer(dev))
-    return _HANDLES[key]
+    with _HANDLES_LOCK:
+        # a handle that fails to open is not stored, so the run after the user's fix opens it afresh
+        if key not in _HANDLES:
+            _HANDLES[key] = StepAudioEditX(folder, device=str(dev), dtype=dtype, quantization=quantization, placer=ComfyPlacer(dev))
+        return _HANDLES[key]
 
 
 class StepAudioModelLoader(io.ComfyNode):

@@ -35,7 +35,12 @@ class ComfyPlacer:
 
 def comfy_device(choice: str) -> torch.device:
     """'auto' defers to ComfyUI's choice (which honours --cpu and friends)."""
-    return mm.get_torch_device() if choice == "auto" else torch.device(choice)
+    from ..stepaudio_core.device import DEVICES, resolve_device
+    from ..stepaudio_core.errors import InputError
+
+    if choice not in DEVICES:
+        raise InputError(f"unknown device '{choice}'; choose one of {', '.join(DEVICES)}")
+    return mm.get_torch_device() if choice == "auto" else resolve_device(choice)
 
 
 def comfy_dtype(choice: str, device: torch.device) -> str:

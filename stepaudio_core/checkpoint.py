@@ -9,7 +9,7 @@ lists missing and unexpected keys by name.
 from __future__ import annotations
 
 import os
-import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -48,13 +48,18 @@ def load_torch_state_dict(path: str | os.PathLike, what: str) -> dict[str, torch
     path = check_model_file(path, what)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+    except (MemoryError, torch.cuda.OutOfMemoryError):
+        raise
+    except Exception as e:  # damaged bytes surface as any of a dozen unpickling and zip errors
+        text = str(e)
+        if "weights_only" in text or "Weights only" in text or "Unsupported global" in text:
+            found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", text)
+            names = f" (it names {found.group(1)})" if found else ""
             raise ModelFileError(
-                f"{what} at {path} holds Python objects other than tensors and was refused "
-                f"without running it ({reason}). Use the file from the official release."
+                f"{what} at {path} holds Python objects besides tensors{names} and was refused without "
+                "running any of it. Weight files need none: delete it and use the file from the official release."
             ) from None
+        reason = text.strip().splitlines()[0] if text.strip() else type(e).__name__
         raise ModelFileError(
             f"{what} at {path} is truncated or corrupt ({reason}). Delete it and download it again."
         ) from None

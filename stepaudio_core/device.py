@@ -18,6 +18,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
+    if name.split(":")[0] not in DEVICES:
+        raise InputError(f"unknown device '{name}'; choose one of {', '.join(DEVICES)}")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device '{name}' was asked for, but this PyTorch build sees no CUDA GPU; choose 'cpu' or 'auto'")

@@ -8,30 +8,53 @@ and "Unload models" frees ours.
 
 Flow of the reference (tts.py): encode the recording (codes, prompt mel, CAM++ voice), build a
 clone or edit prompt, sample audio tokens from the LM, decode them in the recording's voice.
+
+Every public method checks its inputs first (``validate``), and every model call runs under a
+guard that turns running out of memory into ``NotEnoughMemoryError`` once what the call
+allocated is freed, so a server that hosts this handle stays usable after a failed run.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
 
+from . import validate
 from .bundle import Bundle, find_bundle
 from .device import resolve_device, resolve_dtype
 from .edits import check_edit
-from .errors import InputError
+from .errors import InputError, ModelFileError, StepAudioError
 from .prompt import EncodedPrompt, GeneratedTokens
 
 Placer = Callable[[str, nn.Module], None]
 TokenCallback = Callable[[int, int], None]
+T = TypeVar("T")
 QUANTIZATIONS = ("none", "int8", "nf4")
+COMPONENTS = ("tokenizer", "decoder", "lm")
 PROMPT_CACHE_SIZE = 32
+PROMPT_CACHE_BYTES = 512 * 2**20  # the recordings prompts keep can be long: bound the cache by size too
+MAX_GENERATION_SECONDS = 120.0  # per generation: four times the model's 30 s window is already far past it
+
+
+class NotEnoughMemoryError(InputError):
+    """A run needed more memory than the device had. What it allocated is freed; the handle stays usable."""
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    # MPS and the CPU allocator raise plain RuntimeErrors
+    text = str(e)
+    return isinstance(e, RuntimeError) and ("out of memory" in text or "not enough memory" in text)
 
 
 def _content_key(wav: torch.Tensor, sample_rate: int, text: str) -> str:
@@ -40,6 +63,10 @@ def _content_key(wav: torch.Tensor, sample_rate: int, text: str) -> str:
     h.update(wav.detach().cpu().contiguous().numpy().tobytes())
     h.update(text.encode("utf-8"))
     return h.hexdigest()
+
+
+def _nbytes(prompt: EncodedPrompt) -> int:
+    return sum(t.numel() * t.element_size() for t in (prompt.audio, prompt.mel, prompt.speaker))
 
 
 def _pcm16_round_trip(wav: torch.Tensor) -> torch.Tensor:
@@ -85,7 +112,11 @@ class StepAudioEditX:
         return dict(self._components)
 
     def component(self, name: str) -> nn.Module:
-        """Load ``name`` on the CPU on first use (once, even with concurrent callers) and place it."""
+        """Load ``name`` on the CPU on first use (once, even with concurrent callers) and place it.
+
+        A load that fails keeps nothing: the next call reads the files again, so fixing a broken
+        file and running again is enough.
+        """
         with self._lock:
             if name not in self._components:
                 self._components[name] = self._load(name)
@@ -95,6 +126,26 @@ class StepAudioEditX:
         return module
 
     def _load(self, name: str) -> nn.Module:
+        if name not in COMPONENTS:
+            raise KeyError(name)
+        try:
+            return self._build(name)
+        except StepAudioError:
+            raise
+        except Exception as e:
+            if _is_oom(e):
+                raise
+            # The loaders check the files they know can be wrong; anything else escaping them
+            # comes from values no release has (a negative size, a string for a number).
+            folders = {"decoder": self.bundle.decoder_dir, "tokenizer": self.bundle.tokenizer_dir}
+            folder = folders.get(name, self.bundle.lm_dir)
+            raise ModelFileError(
+                f"the {name} could not be built from the files in {folder} ({type(e).__name__}: {e}). A "
+                "configuration file there (config.json, cosyvoice.yaml or config.yaml) holds values this model "
+                "cannot have; download the folder again. If it is the released one, please report this as a bug."
+            ) from e
+
+    def _build(self, name: str) -> nn.Module:
         if name == "decoder":
             from .decoder.token2wav import Decoder
 
@@ -104,13 +155,11 @@ class StepAudioEditX:
             from .tokenizer.audio_tokenizer import AudioTokenizer
 
             return AudioTokenizer.from_folder(self.bundle.tokenizer_dir)
-        if name == "lm":
-            from .lm.load import load_step1
+        from .lm.load import load_step1
 
-            if self.quantization != "none":
-                return load_step1(self.bundle.lm_dir, device=self.device, dtype=self.dtype, quantize=self.quantization)
-            return load_step1(self.bundle.lm_dir, device="cpu", dtype=self.dtype)
-        raise KeyError(name)
+        if self.quantization != "none":
+            return load_step1(self.bundle.lm_dir, device=self.device, dtype=self.dtype, quantize=self.quantization)
+        return load_step1(self.bundle.lm_dir, device="cpu", dtype=self.dtype)
 
     @property
     def text_tokenizer(self):
@@ -127,6 +176,36 @@ class StepAudioEditX:
             self._components.clear()
             self._prompts.clear()
 
+    def _guarded(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn()``; if it runs out of memory, free what it held and raise NotEnoughMemoryError."""
+        try:
+            return fn()
+        except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as e:
+            if not _is_oom(e):
+                raise
+        # Only here, past the except block, is the error's traceback gone, and with it the frames
+        # that still held the tensors of the failed call (activations, the LM's KV cache).
+        self._release_memory()
+        raise NotEnoughMemoryError(f"ran out of {self.device.type} memory while {what}. {self._memory_advice()}")
+
+    def _release_memory(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        elif self.device.type == "mps":
+            torch.mps.empty_cache()
+
+    def _memory_advice(self) -> str:
+        ways = ["use a shorter recording or text (or a lower max_seconds)"]
+        if self.device.type != "cpu":
+            if self.quantization == "none":
+                ways.append("load the LM quantized (int8 or nf4)" if self.device.type == "cuda" else "use dtype fp16")
+            ways.append("free other models (ComfyUI: Unload models)")
+            ways.append("run on the CPU (device cpu)")
+        else:
+            ways.append("close other programs")
+        return f"To need less memory: {'; '.join(ways)}. What this run allocated has been freed."
+
     @property
     def decoder(self):
         return self.component("decoder")
@@ -137,14 +216,14 @@ class StepAudioEditX:
         """A recording (channels, samples) or (samples,) at any rate, with its transcript -> prompt.
 
         Served from a bounded cache keyed by the content of (waveform, rate, transcript), so a
-        reference voice used by many clones and edits is encoded once.
+        reference voice used by many clones and edits is encoded once. The model reads at most
+        30 s: codes, mel and voice come from the first 30 s, while ``audio`` keeps the whole
+        recording so that Clone (which uses the first 30 s) and Edit (which refuses) can tell.
         """
         from .audio import prompt_audio
 
-        if not isinstance(wav, torch.Tensor) or wav.dim() not in (1, 2):
-            raise InputError("audio must be a waveform of shape (channels, samples) or (samples,)")
-        wav = wav.detach().float().cpu()
-        text = (text or "").strip()
+        wav, sample_rate = validate.prepare_audio(wav, sample_rate, "audio")
+        text = validate.text_input(text, "transcript")
         key = _content_key(wav, sample_rate, text)
         with self._lock:
             if key in self._prompts:
@@ -154,25 +233,48 @@ class StepAudioEditX:
 
         speaker_id = clone_speaker_id(text, wav if wav.dim() == 2 else wav[None])
         mono = prompt_audio(wav)
-        codes = self.component("tokenizer").encode(mono, sample_rate)
-        if codes.groups == 0:
-            raise InputError(
-                f"the recording is too short or silent to encode ({mono.shape[-1] / sample_rate:.2f} s); give at "
-                "least half a second of speech"
-            )
-        mel, speaker = self.decoder.prompt_features(mono, sample_rate)
+        validate.warn_transcript_mismatch(text, mono.shape[-1] / sample_rate)
+        window = mono[: int(validate.WINDOW_SECONDS * sample_rate)]
+
+        def run():
+            codes = self.component("tokenizer").encode(window, sample_rate)
+            if codes.groups == 0:
+                raise InputError(
+                    f"input 'audio' holds too little sound to encode ({window.shape[-1] / sample_rate:.2f} s after "
+                    "trimming silence); give at least half a second of speech"
+                )
+            mel, speaker = self.decoder.prompt_features(window, sample_rate)
+            return codes, mel, speaker
+
+        codes, mel, speaker = self._guarded("encoding the recording", run)
         prompt = EncodedPrompt(codes.mixed(), mel.cpu(), speaker.cpu(), text, mono, int(sample_rate), speaker_id)
         with self._lock:
             self._prompts[key] = prompt
-            while len(self._prompts) > PROMPT_CACHE_SIZE:
+            while len(self._prompts) > 1 and (
+                len(self._prompts) > PROMPT_CACHE_SIZE
+                or sum(_nbytes(p) for p in self._prompts.values()) > PROMPT_CACHE_BYTES
+            ):
                 self._prompts.popitem(last=False)
         return prompt
 
     def encode_batch(self, waveform: torch.Tensor, sample_rate: int, text: str = "") -> tuple[EncodedPrompt, ...]:
         """A ComfyUI-style batch (B, channels, samples) -> one prompt per clip."""
-        if waveform.dim() != 3:
-            raise InputError(f"audio must be a batch of shape (B, channels, samples); got {tuple(waveform.shape)}")
-        return tuple(self.encode(w, sample_rate, text) for w in waveform)
+        if not isinstance(waveform, torch.Tensor) or waveform.dim() != 3:
+            shape = tuple(waveform.shape) if isinstance(waveform, torch.Tensor) else type(waveform).__name__
+            raise InputError(f"input 'audio' must be a batch of shape (batch, channels, samples); got {shape}")
+        if waveform.shape[0] == 0:
+            raise InputError("input 'audio' holds no clips (batch size 0); connect a recording")
+        prompts = []
+        for i, w in enumerate(waveform):
+            try:
+                prompts.append(self.encode(w, sample_rate, text))
+            except NotEnoughMemoryError:
+                raise
+            except InputError as e:
+                if len(waveform) == 1:
+                    raise
+                raise InputError(f"clip {i + 1} of {len(waveform)} in the batch: {e}") from None
+        return tuple(prompts)
 
     # ------------------------------------------------------------------ generate
 
@@ -180,12 +282,16 @@ class StepAudioEditX:
         from .lm.generate import Sampling, generate_audio_codes, max_new_tokens_for
 
         if not 0 < temperature <= 5:
-            raise InputError(f"temperature must be in (0, 5]; got {temperature}")
-        lm = self.component("lm")
-        generator = torch.Generator(device=lm.device).manual_seed(int(seed))
-        codes = generate_audio_codes(
-            lm, prompt_ids, max_new_tokens_for(seconds), Sampling(temperature=temperature), generator, on_token
-        )
+            raise InputError(f"input 'temperature' must be in (0, 5]; got {temperature}")
+
+        def run():
+            lm = self.component("lm")
+            generator = torch.Generator(device=lm.device).manual_seed(int(seed))
+            return generate_audio_codes(
+                lm, prompt_ids, max_new_tokens_for(seconds), Sampling(temperature=temperature), generator, on_token
+            )
+
+        codes = self._guarded(f"generating up to {seconds:.1f} s of audio", run)
         if not codes:
             raise InputError("the model produced no audio tokens; try another seed or check the inputs")
         return tuple(codes)
@@ -207,9 +313,15 @@ class StepAudioEditX:
 
         if not prompt.text:
             raise InputError("cloning needs the transcript of the reference recording; write it in the Encode transcript")
-        pieces = split_text(text or "")
-        if not pieces:
-            raise InputError("the text to speak is empty; type what the cloned voice should say")
+        text = validate.text_input(text, "text", fix="type what the cloned voice should say")
+        seed = validate.check_seed(seed)
+        if max_seconds is not None and not 0 < max_seconds <= MAX_GENERATION_SECONDS:
+            raise InputError(
+                f"input 'max_seconds' must be above 0 and at most {MAX_GENERATION_SECONDS:.0f} s (or unset, to derive "
+                f"it from the text); got {max_seconds}"
+            )
+        validate.warn_clone_window(prompt.seconds)
+        pieces = split_text(text)
         out = []
         for i, piece in enumerate(pieces):
             ids = clone_prompt_ids(self.text_tokenizer, prompt.speaker_id, prompt.text, prompt.tokens, piece, language)
@@ -233,13 +345,20 @@ class StepAudioEditX:
         from .lm.prompts import edit_prompt_ids
 
         kind, option = check_edit(edit_type, option)
+        validate.check_edit_window(prompt.seconds)
+        seed = validate.check_seed(seed)
         if kind.needs_audio_text and not prompt.text:
             raise InputError(
-                f"a {edit_type} edit needs the transcript of the recording; write it in the Encode transcript"
+                f"the {edit_type} edit needs the transcript of the recording; write it in the Encode transcript"
             )
-        new_text = (new_text or "").strip()
+        new_text = validate.text_input(new_text, "new_text")
         if kind.needs_new_text and not new_text:
-            raise InputError("a paralinguistic edit needs the new text, with tags such as [Laughter] where the sounds go")
+            raise InputError(
+                "input 'new_text' is empty: a paralinguistic edit needs the new text, with tags such as [Laughter] "
+                "where the sounds go"
+            )
+        if kind.needs_new_text:
+            validate.warn_untagged_paralinguistic(new_text)
         ids = edit_prompt_ids(self.text_tokenizer, edit_type, option, prompt.text, prompt.tokens, new_text or None)
         # Edits keep roughly the input's length; a slower speed can double it.
         seconds = min(90.0, 2.5 * prompt.seconds + 5.0)
@@ -263,13 +382,17 @@ class StepAudioEditX:
         if prompt is None:
             raise InputError("decoding needs the prompt the tokens were generated for (its voice and mel)")
         if not 1 <= flow_steps <= 100:
-            raise InputError(f"flow_steps must be between 1 and 100; got {flow_steps}")
-        decoder = self.decoder
-        clips = [
-            decoder(piece, prompt.tokens, prompt.mel, prompt.speaker, seed=seed, n_timesteps=flow_steps)
-            for piece in tokens.pieces
-        ]
-        return crossfade_join(clips, self.sample_rate)
+            raise InputError(f"input 'flow_steps' must be between 1 and 100; got {flow_steps}")
+        seed = validate.check_seed(seed)
+
+        def run():
+            decoder = self.decoder
+            return [
+                decoder(piece, prompt.tokens, prompt.mel, prompt.speaker, seed=seed, n_timesteps=flow_steps)
+                for piece in tokens.pieces
+            ]
+
+        return crossfade_join(self._guarded("decoding audio", run), self.sample_rate)
 
     # ------------------------------------------------------------------ iterate
 
@@ -295,9 +418,9 @@ class StepAudioEditX:
         reference does.
         """
         if not 1 <= n_iter <= 20:
-            raise InputError(f"the number of edit passes must be between 1 and 20; got {n_iter}")
+            raise InputError(f"the number of edit passes (iterations) must be between 1 and 20; got {n_iter}")
         if mode not in ("audio", "tokens"):
-            raise InputError(f"iteration mode must be 'audio' or 'tokens', not {mode!r}")
+            raise InputError(f"iteration mode (input 'mode') must be 'audio' or 'tokens', not {mode!r}")
         results = []
         current = prompt
         for i in range(n_iter):
@@ -312,7 +435,15 @@ class StepAudioEditX:
             results.append((tokens, wav))
             if i + 1 < n_iter:
                 if mode == "audio":
-                    current = self.encode(_pcm16_round_trip(wav)[None], self.sample_rate, tokens.text)
+                    try:
+                        current = self.encode(_pcm16_round_trip(wav)[None], self.sample_rate, tokens.text)
+                    except NotEnoughMemoryError:
+                        raise
+                    except InputError as e:
+                        raise InputError(
+                            f"edit pass {i + 1} produced audio that cannot be edited again ({e}); run fewer passes "
+                            "or try another seed"
+                        ) from None
                 else:
                     current = replace(current, tokens=tokens.tokens, text=tokens.text)
         return results

@@ -94,6 +94,8 @@ def read_hyperpyyaml(path: str | Path, text: str | None = None) -> dict:
         root = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except OSError as e:
         raise ModelFileError(f"cannot read {path}: {e.strerror}. Check the model folder.") from None
+    except UnicodeDecodeError:
+        raise ModelFileError(f"{path} is not a text file. Download it again.") from None
     except yaml.YAMLError as e:
         raise ModelFileError(f"{path} is not valid YAML ({str(e).splitlines()[0]}). Download it again.") from None
     if not isinstance(root, dict):
