@@ -27,12 +27,28 @@ def register_model_folder() -> None:
     folder_paths.add_model_folder_path(FOLDER, str(Path(folder_paths.models_dir) / FOLDER))
 
 
+def _label(path: str) -> str:
+    """Folders under ComfyUI's models directory are listed as 'models/...', so a saved workflow
+    names the same folder on every machine; others by their full path."""
+    try:
+        return "models/" + Path(path).resolve().relative_to(Path(folder_paths.models_dir).resolve()).as_posix()
+    except ValueError:
+        return path
+
+
+def resolve_folder(label: str) -> str:
+    """The folder a combo label stands for."""
+    if label.startswith("models/"):
+        return str(Path(folder_paths.models_dir) / label[len("models/"):])
+    return label
+
+
 def model_folders() -> list[str]:
     """Every registered folder that holds a Step-Audio-EditX download, as the combo lists them."""
     found = []
     for base in folder_paths.get_folder_paths(FOLDER):
-        if (Path(base) / "Step-Audio-EditX").is_dir() and base not in found:
-            found.append(base)
+        if (Path(base) / "Step-Audio-EditX").is_dir() and _label(base) not in found:
+            found.append(_label(base))
     return found
 
 
@@ -89,7 +105,7 @@ class StepAudioModelLoader(io.ComfyNode):
             if download:
                 from ..stepaudio_core.download import download_models
 
-                target = models_folder if models_folder != NOT_FOUND else folder_paths.get_folder_paths(FOLDER)[0]
+                target = resolve_folder(models_folder) if models_folder != NOT_FOUND else folder_paths.get_folder_paths(FOLDER)[0]
                 download_models(target, progress=log.info)
                 models_folder = target
-            return io.NodeOutput(get_handle(models_folder, device, dtype, quantization))
+            return io.NodeOutput(get_handle(resolve_folder(models_folder), device, dtype, quantization))

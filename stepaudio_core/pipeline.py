@@ -42,6 +42,7 @@ QUANTIZATIONS = ("none", "int8", "nf4")
 COMPONENTS = ("tokenizer", "decoder", "lm")
 PROMPT_CACHE_SIZE = 32
 PROMPT_CACHE_BYTES = 512 * 2**20  # the recordings prompts keep can be long: bound the cache by size too
+EDIT_WINDOW_SECONDS = 30.0
 MAX_GENERATION_SECONDS = 120.0  # per generation: four times the model's 30 s window is already far past it
 
 
@@ -361,7 +362,9 @@ class StepAudioEditX:
             validate.warn_untagged_paralinguistic(new_text)
         ids = edit_prompt_ids(self.text_tokenizer, edit_type, option, prompt.text, prompt.tokens, new_text or None)
         # Edits keep roughly the input's length; a slower speed can double it.
-        seconds = min(90.0, 2.5 * prompt.seconds + 5.0)
+        # The model edits at most 30 s, so an edit's output longer than that could not be edited
+        # again; within that window, leave room for a slower speed edit.
+        seconds = min(EDIT_WINDOW_SECONDS, 2.5 * prompt.seconds + 5.0)
         codes = self._generate(ids, seconds, seed, temperature, on_token)
         return GeneratedTokens((codes,), prompt, new_text if kind.needs_new_text else prompt.text)
 
