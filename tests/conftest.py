@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 PACK = "stepaudio_pack"
 
-torch.set_num_threads(2)
+# One thread: these are tiny models, for which a second thread only adds synchronisation cost
+# (and on a shared machine, 3-40x slowdowns from contended spin-waits).
+torch.set_num_threads(1)
 
 
 @pytest.fixture
