@@ -540,3 +540,35 @@ def test_interrupt_stops_the_run_and_the_next_prompt_runs(comfy_server, object_i
     after = comfy_server.wait(next_id, timeout=120)
     assert after["status"]["status_str"] == "success"
     assert models_folder.name in after["outputs"]["2"]["text"][0]
+
+
+def test_cancel_inside_clone_generation_stops_within_a_second(comfy_server, object_info, models_folder):
+    """Cancel reaches our own decode loop: the Clone node stops within a second and the next prompt runs."""
+    write_voice_clip(comfy_server.input_dir / "stepaudio_e2e_cancel.wav", seconds=2.0)
+    # A tiny random LM never emits its stop token, so this generation would run its whole 120 s budget.
+    long_run = {
+        "1": api_node(object_info, "StepAudioModelLoader", models_folder=str(models_folder)),
+        "2": api_node(object_info, "LoadAudio", audio="stepaudio_e2e_cancel.wav"),
+        "3": api_node(object_info, "StepAudioEncode", model=["1", 0], audio=["2", 0], transcript="A test."),
+        "4": api_node(object_info, "StepAudioClone", model=["1", 0], prompt=["3", 0], text="Hello. " * 40,
+                      max_seconds=120.0, seed=1),
+        "5": api_node(object_info, "PreviewAny", source=["4", 0]),
+    }
+    run_id = comfy_server.queue(long_run)
+    next_id = comfy_server.queue(loader_preview(object_info, models_folder, device="cpu", dtype="fp32"))
+    comfy_server.wait_until_running(run_id)
+    time.sleep(8.0)  # loader and encode take a few seconds on the CPU; then the clone is generating
+    started = time.monotonic()
+    entry = None
+    while entry is None:
+        assert time.monotonic() - started < 30, "the clone did not stop after Cancel"
+        comfy_server.post_json("/interrupt", {"prompt_id": run_id})
+        deadline = time.monotonic() + 0.5
+        while (entry := comfy_server.history(run_id)) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    stopped_after = time.monotonic() - started
+    (interrupted,) = messages(entry, "execution_interrupted")
+    assert interrupted["node_type"] == "StepAudioClone", interrupted
+    assert stopped_after <= 1.0, f"the clone took {stopped_after:.2f} s to stop after Cancel"
+    after = comfy_server.wait(next_id, timeout=120)
+    assert after["status"]["status_str"] == "success"
