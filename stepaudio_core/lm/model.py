@@ -8,6 +8,8 @@ Unlike the reference, which rebuilds a heads x L x L bias in every layer at ever
 here is built once per forward and only for the rows being computed: one row per head while
 decoding, one chunk of rows during prefill. Keys and values live in a preallocated cache, and
 the grouped heads are folded into the query length so no key or value is ever repeated.
+
+``StaticDecodeStep`` is an optional decode step with fixed shapes, which a CUDA graph can replay.
 """
 
 from __future__ import annotations
@@ -35,13 +37,16 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
     return slopes
 
 
-def alibi_bias(slopes: torch.Tensor, start: int, q_len: int, k_len: int, dtype: torch.dtype) -> torch.Tensor:
+def alibi_bias(
+    slopes: torch.Tensor, start: int | torch.Tensor, q_len: int, k_len: int, dtype: torch.dtype
+) -> torch.Tensor:
     """(heads, q_len, k_len) bias for queries at positions start.. and keys at 0..k_len-1.
 
-    Computed in fp32 and cast to the attention dtype last, as the reference does.
+    Computed in fp32 and cast to the attention dtype last, as the reference does. ``start`` may
+    be a one-element tensor on the slopes' device (the static decode step keeps it there).
     """
     device = slopes.device
-    dist = torch.arange(start, start + q_len, device=device)[:, None] - torch.arange(k_len, device=device)[None, :]
+    dist = (start + torch.arange(q_len, device=device))[:, None] - torch.arange(k_len, device=device)[None, :]
     bias = -torch.sqrt(dist.clamp(min=0).float()) * slopes[:, None, None].float()
     return bias.masked_fill(dist < 0, float("-inf")).to(dtype)
 
@@ -204,3 +209,82 @@ class Step1ForCausalLM(nn.Module):
         for s in starts[:-1]:
             self.model(ids[:, s : s + chunk_size], cache)
         return self(ids[:, starts[-1] :], cache, last_only=True)[:, -1]
+
+
+class _WritesAt:
+    """A KVCache seen through a position held in a device tensor: writes there, reads the whole capacity."""
+
+    def __init__(self, cache: KVCache, pos: torch.Tensor):
+        self.cache, self.pos = cache, pos
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.cache.k[layer].index_copy_(2, self.pos, k)
+        self.cache.v[layer].index_copy_(2, self.pos, v)
+        return self.cache.k[layer], self.cache.v[layer]
+
+
+class StaticDecodeStep:
+    """One-token decode steps with fixed shapes: the same kernels on the same buffers every step.
+
+    The position lives in a device tensor, keys and values are written there with ``index_copy_``
+    and every step attends over the cache's whole capacity with the keys after the position
+    masked (-inf), so nothing in a step depends on a Python number that changes. On CUDA, with
+    ``cuda_graph=True``, the step is captured once as a CUDA graph and each call replays it: one
+    launch per token instead of hundreds. The masked keys add exact zeros to the softmax in
+    another order than the plain step's shorter sums, so logits agree with ``Step1ForCausalLM``'s
+    to rounding, not bit for bit: an option, never the default.
+
+    Call it after the prefill with the last drawn id (a one-element tensor on the model's device);
+    it returns the next logits (1, vocab). With a graph that tensor is overwritten by the next call.
+    """
+
+    def __init__(self, model: Step1ForCausalLM, cache: KVCache, cuda_graph: bool = False):
+        if cache.k[0].shape[0] != 1:
+            raise ValueError("the static decode step takes a batch of one")
+        if cuda_graph and model.device.type != "cuda":
+            raise ValueError(f"CUDA graphs need the model on a CUDA device, not {model.device}")
+        self.model, self.cache = model, cache
+        device = model.device
+        self.start = cache.length
+        self.pos = torch.full((1,), cache.length, dtype=torch.long, device=device)
+        self.token = torch.zeros(1, 1, dtype=torch.long, device=device)
+        self.steps, self.capacity = 0, cache.k[0].shape[2]
+        self.graph = None
+        if cuda_graph and self.capacity > self.start:
+            self._capture()
+
+    def _step(self) -> torch.Tensor:
+        m = self.model.model
+        x = m.embed_tokens(self.token)
+        if m._slopes.device != x.device:
+            m._slopes = m._slopes.to(x.device)
+        bias = alibi_bias(m._slopes, self.pos, 1, self.cache.k[0].shape[2], x.dtype)
+        writes = _WritesAt(self.cache, self.pos)
+        for i, layer in enumerate(m.layers):
+            x = layer(x, bias, writes, i)
+        self.pos.add_(1)
+        return self.model.lm_head(m.norm(x))[:, -1]
+
+    def _capture(self) -> None:
+        # warm up on a side stream (cuBLAS and allocator set-up must not happen during capture);
+        # the rows these steps write are masked until the real steps overwrite them
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(min(2, self.capacity - self.start)):
+                self._step()
+        torch.cuda.current_stream().wait_stream(side)
+        self.pos.fill_(self.start)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = self._step()
+
+    def __call__(self, token: torch.Tensor) -> torch.Tensor:
+        if self.start + self.steps >= self.capacity:  # counted here: the position itself stays on the device
+            raise ValueError(f"the KV cache holds {self.capacity} tokens and is full")
+        self.steps += 1
+        self.token.copy_(token.view(1, 1))
+        if self.graph is None:
+            return self._step()
+        self.graph.replay()
+        return self.logits
