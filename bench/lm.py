@@ -7,6 +7,10 @@ cache by concatenation, repeat k/v to all 48 heads and build the full heads x L 
 bias, of which it uses the last row. The cache is filled with random keys and values up to each
 context length instead of running a prefill: decode cost does not depend on their values.
 
+"ours" is timed round-robin over the contexts, one step each per round, and each context's
+median is reported: on a shared machine, load that comes and goes hits every context alike,
+so the growth ratio stays honest.
+
     python bench/lm.py                                  # contexts 256,1024,2048,4096
     python bench/lm.py --contexts 64,128 --tokens 4     # a quick smoke run
 
@@ -17,7 +21,7 @@ Prints a table and one JSON line; it never fails on speed.
 from __future__ import annotations
 
 import argparse
-import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -25,28 +29,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a standalone script: find stepaudio_core
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a standalone script: find the repository
 
-from stepaudio_core.lm.config import Step1Config  # noqa: E402
+from bench.common import load_average, machine, print_json, print_table, random_lm, set_threads, sync  # noqa: E402
 from stepaudio_core.lm.model import Step1ForCausalLM, alibi_slopes  # noqa: E402
-
-
-def build_model(layers: int, vocab: int, device: torch.device, seed: int = 0) -> Step1ForCausalLM:
-    cfg = Step1Config(
-        hidden_size=3072, intermediate_size=8192, num_attention_heads=48, num_attention_groups=4,
-        num_hidden_layers=layers, vocab_size=vocab, torch_dtype="float32",
-    )
-    with torch.device("meta"):
-        model = Step1ForCausalLM(cfg)
-    model = model.to_empty(device=device).eval()
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.fill_(1.0)
-            else:
-                p.copy_(torch.randn(p.shape, generator=g) / p.shape[-1] ** 0.5)
-    return model
 
 
 def square_bias(n_heads: int, length: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -92,75 +78,79 @@ def filled_caches(model: Step1ForCausalLM, context: int, tokens: int, seed: int)
     return cache, naive
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
+def time_steps(step, tokens: int, device: torch.device, warmup: bool = True) -> list[float]:
+    """Milliseconds of each of ``tokens`` steps, after one untimed warm-up step unless ``warmup`` is False."""
+    if warmup:
+        step()
+        sync(device)
+    times = []
+    for _ in range(tokens):
+        start = time.perf_counter()
+        step()
+        sync(device)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
 
 
-def time_decode(step, tokens: int, device: torch.device) -> float:
-    """Mean ms per token over ``tokens`` steps after one warm-up step."""
-    step(0)
-    sync(device)
-    start = time.perf_counter()
-    for t in range(1, tokens + 1):
-        step(t)
-    sync(device)
-    return (time.perf_counter() - start) * 1000 / tokens
-
-
-def measure(model: Step1ForCausalLM, token: torch.Tensor, ctx: int, tokens: int, device: torch.device) -> dict:
-    cache, naive = filled_caches(model, ctx, tokens, seed=ctx)
+def check_agreement(model: Step1ForCausalLM, token: torch.Tensor, ctx: int) -> float:
+    """max|diff| of one step of both variants from the same cache contents; exits if they disagree."""
+    cache, naive = filled_caches(model, ctx, 1, seed=ctx)
     a = model(token, cache, last_only=True)[:, -1]
     b = naive_step(model, token, naive)
     diff = (a - b).abs().max().item()
     if diff > 1e-3 * max(1.0, a.abs().max().item()):
         raise SystemExit(f"the two variants disagree at context {ctx} (max|diff| {diff}): not comparable")
-    ours = time_decode(lambda t: model(token, cache, last_only=True), tokens, device)
-    slow = time_decode(lambda t: naive_step(model, token, naive), tokens, device)
-    return {"context": ctx, "ours_ms": round(ours, 3), "naive_ms": round(slow, 3), "ratio": round(slow / ours, 2),
-            "max_abs_diff": diff}
+    return diff
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--contexts", default="256,1024,2048,4096", help="comma-separated context lengths")
-    ap.add_argument("--tokens", type=int, default=16, help="timed decode steps per context")
+    ap.add_argument("--tokens", type=int, default=16, help="timed decode steps per context (ours)")
+    ap.add_argument("--naive-tokens", type=int, default=4, help="timed decode steps per context (naive: slow)")
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--vocab", type=int, default=4096, help="lm_head width (74752 in the release; it costs the "
                     "same per token in both variants)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     device = torch.device(args.device)
     contexts = [int(c) for c in args.contexts.split(",")]
-    model = build_model(args.layers, args.vocab, device)
+    model = random_lm(device, torch.float32, layers=args.layers, vocab=args.vocab)
     token = torch.tensor([[7]], device=device)
-    rows = []
-    print(f"Step1 decode, width 3072, 48 heads / 4 groups, {args.layers} layers, fp32, {device}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"{'context':>8} {'ours ms/tok':>12} {'naive ms/tok':>13} {'naive/ours':>11}")
+    print(f"Step1 decode, width 3072, 48 heads / 4 groups, {args.layers} layers, vocab {args.vocab}, fp32; "
+          f"{machine(device)}")
     with torch.inference_mode():
-        # first touches of freshly allocated weights are slow: warm both variants up before timing
-        cache, naive = filled_caches(model, 8, 4, seed=0)
-        for _ in range(2):
-            model(token, cache, last_only=True)
-            naive_step(model, token, naive)
+        diffs = {ctx: check_agreement(model, token, ctx) for ctx in contexts}
+        caches = {ctx: filled_caches(model, ctx, args.tokens + 2, seed=ctx)[0] for ctx in contexts}
+        ours = {ctx: [] for ctx in contexts}
+        for ctx in contexts:  # warm-up: first touches of fresh weights and caches are slow
+            model(token, caches[ctx], last_only=True)
+        for _ in range(args.tokens):
+            for ctx in contexts:
+                ours[ctx] += time_steps(lambda c=caches[ctx]: model(token, c, last_only=True), 1, device, False)
+        naive = {}
         for ctx in contexts:
-            rows.append(measure(model, token, ctx, args.tokens, device))
-            r = rows[-1]
-            print(f"{ctx:>8} {r['ours_ms']:>12.2f} {r['naive_ms']:>13.2f} {r['ratio']:>10.2f}x", flush=True)
+            kv = filled_caches(model, ctx, args.naive_tokens, seed=ctx)[1]
+            naive[ctx] = time_steps(lambda kv=kv: naive_step(model, token, kv), args.naive_tokens, device)
+    rows = []
+    for ctx in contexts:
+        o, n = statistics.median(ours[ctx]), statistics.median(naive[ctx])
+        rows.append({"context": ctx, "ours_ms": round(o, 3), "naive_ms": round(n, 3), "ratio": round(n / o, 2),
+                     "max_abs_diff": diffs[ctx]})
+    print_table(["context", "ours ms/token", "naive ms/token", "naive/ours"],
+                [[r["context"], r["ours_ms"], r["naive_ms"], f"{r['ratio']:.2f}x"] for r in rows])
     flat = rows[-1]["ours_ms"] / rows[0]["ours_ms"]
     last = contexts[-1]
-    print(f"ours at {last} vs {contexts[0]}: {flat:.2f}x; naive/ours at {last}: {rows[-1]['ratio']:.2f}x")
-    print(json.dumps({
+    print(f"ours at {last} vs {contexts[0]}: {flat:.2f}x; naive/ours at {last}: {rows[-1]['ratio']:.2f}x "
+          f"(medians; load average now {load_average()})")
+    print_json({
         "bench": "lm_decode", "hidden": 3072, "heads": 48, "groups": 4, "layers": args.layers, "vocab": args.vocab,
         "dtype": "float32", "device": str(device), "threads": torch.get_num_threads(), "tokens": args.tokens,
-        "results": rows, "ours_growth": round(flat, 2), "ratio_at_max_context": rows[-1]["ratio"],
-    }))
+        "naive_tokens": args.naive_tokens, "load_average": load_average(), "results": rows,
+        "ours_growth": round(flat, 2), "ratio_at_max_context": rows[-1]["ratio"],
+    })
 
 
 if __name__ == "__main__":

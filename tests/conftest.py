@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import tempfile
 import importlib.util
 import sys
 from pathlib import Path
@@ -19,6 +21,9 @@ PACK = "stepaudio_pack"
 # One thread: these are tiny models, for which a second thread only adds synchronisation cost
 # (and on a shared machine, 3-40x slowdowns from contended spin-waits).
 torch.set_num_threads(1)
+
+# Conversion caches of the tests' model files go to a throwaway folder, never the user's cache.
+os.environ.setdefault("STEPAUDIO_CACHE_DIR", tempfile.mkdtemp(prefix="stepaudio-cache-"))
 
 
 @pytest.fixture

@@ -13,8 +13,10 @@ initializers, Constant and Identity nodes. The sizes come from the same nodes.
 from __future__ import annotations
 
 import io
+import json
 import os
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +27,12 @@ from onnx import numpy_helper
 from torch import nn
 
 from ..checkpoint import check_model_file, load_strict
+from ..convert_cache import cached_conversion
 from ..errors import ModelFileError
 from .campplus import BatchNorm, CAMPPlus, CAMPPlusDims
 
 WHAT = "CAM++ speaker model (campplus.onnx)"
+CONVERTER = "campplus-v1"  # the conversion cache's key: change it when the conversion's output changes
 
 
 def _scope(module_name: str) -> str:
@@ -143,7 +147,19 @@ def _read_batchnorm(graph: _Graph, name: str, bn: BatchNorm, out: dict[str, torc
 
 
 def _read(path: str | os.PathLike) -> tuple[CAMPPlusDims, dict[str, torch.Tensor]]:
+    """The sizes and state dict of ``path``, converted once and then served from the conversion cache."""
     path = check_model_file(path, WHAT)
+
+    def convert():
+        dims, state = _convert(path)
+        return state, {"dims": json.dumps(asdict(dims))}
+
+    state, meta = cached_conversion(path, CONVERTER, convert)
+    dims = json.loads(meta["dims"])
+    return CAMPPlusDims(**{**dims, "block_layers": tuple(dims["block_layers"])}), state
+
+
+def _convert(path: Path) -> tuple[CAMPPlusDims, dict[str, torch.Tensor]]:
     graph = _Graph(path)
     dims = graph.dims()
     with torch.device("meta"):
@@ -161,8 +177,8 @@ def _read(path: str | os.PathLike) -> tuple[CAMPPlusDims, dict[str, torch.Tensor
 
 
 def campplus_state_dict_from_onnx(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The folded CAM++ state dict (keys of ``CAMPPlus``) held by an exported ``campplus.onnx``."""
-    return _read(path)[1]
+    """The folded CAM++ state dict (keys of ``CAMPPlus``) held by an exported ``campplus.onnx``, read afresh."""
+    return _convert(check_model_file(path, WHAT))[1]
 
 
 def load_campplus(path: str | os.PathLike) -> CAMPPlus:

@@ -17,7 +17,9 @@ loudest bin sets the -8 floor.
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ from onnx import helper, numpy_helper
 from torch import nn
 
 from ..checkpoint import check_model_file, load_strict
+from ..convert_cache import cached_conversion
 from ..errors import InputError, ModelFileError
 from ..features import whisper_log_mel
 from .s3 import S3Dims, S3Tokenizer
@@ -38,6 +41,7 @@ PIECE_SAMPLES = 30 * 16000
 MIN_PIECE_SAMPLES = 480
 HEAD_DIM = 64  # Whisper-family attention: 1280 wide / 20 heads in the release
 CODEBOOK_NODE = "/quantizer/rq/model/layers.0/_codebook/MatMul"
+CONVERTER = "s3v1-v1"  # the conversion cache's key: change it when read_s3_onnx's output changes
 # Block linear layers: module path in ResidualAttentionBlock -> node scope in the exported graph.
 LINEAR_SCOPES = {
     "attn.query": "attn/query",
@@ -187,7 +191,15 @@ class VQ06Tokenizer(nn.Module):
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike) -> VQ06Tokenizer:
-        dims, state = read_s3_onnx(path)
+        """Build and load from the ONNX export; the conversion is cached beside it (``convert_cache``)."""
+        path = check_model_file(path, WHAT)
+
+        def convert():
+            dims, state = read_s3_onnx(path)
+            return state, {"dims": json.dumps(asdict(dims))}
+
+        state, meta = cached_conversion(path, CONVERTER, convert)
+        dims = S3Dims(**json.loads(meta["dims"]))
         model = S3Tokenizer(dims)
         load_strict(model, state, path, WHAT)
         return cls(model).eval()
