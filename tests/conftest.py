@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import os
-import tempfile
 import importlib.util
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
