@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from stepaudio_core.errors import InputError
 from stepaudio_core.lm.audio_tokens import AUDIO_ID_OFFSET, GROUP, pattern_error
@@ -27,29 +26,12 @@ from stepaudio_core.lm.load import load_step1
 from stepaudio_core.lm.prompts import clone_prompt_ids, edit_prompt_ids
 from stepaudio_core.lm.testing import write_tiny_lm
 from stepaudio_core.lm.text_tokenizer import TextTokenizer
+from tests.lm_fixtures import golden, model  # noqa: F401 - pytest fixtures
 from tests.paths import FIXTURES
 
 LM = FIXTURES / "lm"
 REPO = Path(__file__).resolve().parents[1]
 EXACT = Sampling(structured=False)  # the reference's sampling, unconstrained
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def golden():
-    return load_file(str(LM / "io.safetensors"))
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_step1(LM, dtype=torch.float32)
 
 
 @pytest.fixture(scope="module")

@@ -17,29 +17,11 @@ from stepaudio_core.errors import InputError, ModelFileError
 from stepaudio_core.lm.config import Step1Config
 from stepaudio_core.lm.load import load_step1
 from stepaudio_core.lm.model import Step1ForCausalLM, alibi_bias, alibi_slopes
+from tests.lm_fixtures import golden, model  # noqa: F401 - pytest fixtures
 from tests.paths import FIXTURES
 
 LM = FIXTURES / "lm"
 TOL = 1e-4
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # the tiny matrices gain nothing from threads, and the shared CPU makes them spin
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def golden():
-    return load_file(str(LM / "io.safetensors"))
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_step1(LM, dtype=torch.float32)
 
 
 def test_prefill_logits_and_hidden_states_match_reference(model, golden):

@@ -10,7 +10,6 @@ import random
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from stepaudio_core.errors import InputError
 from stepaudio_core.lm.generate import (
@@ -28,29 +27,12 @@ from stepaudio_core.lm.model import StaticDecodeStep
 from stepaudio_core.lm.prompts import edit_prompt_ids
 from stepaudio_core.lm.testing import write_tiny_lm
 from stepaudio_core.lm.text_tokenizer import TextTokenizer
+from tests.lm_fixtures import golden, model  # noqa: F401 - pytest fixtures
 from tests.paths import FIXTURES
 
 LM = FIXTURES / "lm"
 EXACT = Sampling(structured=False)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def golden():
-    return load_file(str(LM / "io.safetensors"))
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_step1(LM, dtype=torch.float32)
 
 
 @pytest.fixture(scope="module")
