@@ -21,6 +21,7 @@ import time
 
 import torch
 
+from stepaudio_core.codes import GROUP_SECONDS, VQ02_CODES, VQ06_CODES
 from stepaudio_core.decoder.campplus import CAMPPlus, CAMPPlusDims
 from stepaudio_core.decoder.config import DecoderConfig
 from stepaudio_core.decoder.flow import CausalMaskedDiffWithXvec
@@ -115,11 +116,11 @@ def test_signal(seconds: float, sample_rate: int, seed: int = 0) -> torch.Tensor
 
 
 def random_mixed_codes(seconds: float, gen: torch.Generator) -> list[int]:
-    """Mixed decoder ids, groups of [vq02, vq02, vq06, vq06, vq06], 25 frames (3 per group) per second."""
+    """Mixed decoder ids, groups of [vq02, vq02, vq06, vq06, vq06], one group per 120 ms."""
     ids = []
-    for _ in range(max(1, round(seconds * 25 / 3))):
-        ids += torch.randint(0, 1024, (2,), generator=gen).tolist()
-        ids += (1024 + torch.randint(0, 4096, (3,), generator=gen)).tolist()
+    for _ in range(max(1, round(seconds / GROUP_SECONDS))):
+        ids += torch.randint(0, VQ02_CODES, (2,), generator=gen).tolist()
+        ids += (VQ02_CODES + torch.randint(0, VQ06_CODES, (3,), generator=gen)).tolist()
     return ids
 
 

@@ -50,8 +50,8 @@ from bench.common import (  # noqa: E402
     test_signal,
 )
 from stepaudio_core.audio import prompt_audio  # noqa: E402
+from stepaudio_core.codes import TOKENS_PER_SECOND  # noqa: E402
 from stepaudio_core.device import resolve_device, resolve_dtype  # noqa: E402
-from stepaudio_core.lm.audio_tokens import TOKENS_PER_SECOND  # noqa: E402
 from stepaudio_core.lm.generate import Sampling, generate_audio_codes, max_new_tokens_for  # noqa: E402
 from stepaudio_core.lm.prompts import clone_prompt_ids, edit_prompt_ids  # noqa: E402
 from stepaudio_core.lm.text_tokenizer import EOT, TextTokenizer  # noqa: E402

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .codes import seconds_of
+
 
 @dataclass(frozen=True, eq=False)
 class EncodedPrompt:
@@ -51,4 +53,4 @@ class GeneratedTokens:
     @property
     def seconds(self) -> float:
         """Duration they decode to: 3 frames of 40 ms per group of five, per piece."""
-        return sum(-(-len(p) // 5) * 0.12 for p in self.pieces)
+        return sum(seconds_of(len(p)) for p in self.pieces)

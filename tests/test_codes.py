@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from stepaudio_core.codes import AudioCodes
 from stepaudio_core.errors import InputError
-from stepaudio_core.tokenizer.codes import AudioCodes
 from tests.paths import FIXTURES
 
 CASES = json.loads((FIXTURES / "frontend" / "token_interleave.json").read_text())["cases"]

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from stepaudio_core.codes import AUDIO_ID_OFFSET, GROUP, pattern_error
 from stepaudio_core.errors import InputError
-from stepaudio_core.lm.audio_tokens import AUDIO_ID_OFFSET, GROUP, pattern_error
 from stepaudio_core.lm.generate import (
     Sampling,
     ban_repeat,

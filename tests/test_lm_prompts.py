@@ -11,9 +11,9 @@ import pytest
 import sentencepiece as spm
 import soundfile as sf
 
+from stepaudio_core.codes import AUDIO_ID_OFFSET, audio_token_string, interleave
 from stepaudio_core.edits import EDIT_TYPES, registry
 from stepaudio_core.errors import InputError, ModelFileError
-from stepaudio_core.lm.audio_tokens import AUDIO_ID_OFFSET, audio_token_string, interleave
 from stepaudio_core.lm.prompts import (
     CLONE_SYSTEM_TEMPLATE,
     EDIT_SYSTEM_PROMPT,

@@ -21,9 +21,10 @@ import torch
 from safetensors.torch import load_file
 
 from stepaudio_core.audio import prompt_audio, tokenizer_preprocess
+from stepaudio_core.codes import AudioCodes
 from stepaudio_core.errors import ModelFileError
 from stepaudio_core.features import whisper_log_mel
-from stepaudio_core.tokenizer import AudioCodes, AudioTokenizer
+from stepaudio_core.tokenizer import AudioTokenizer
 from stepaudio_core.tokenizer.frontend import frame_count
 from stepaudio_core.tokenizer.s3 import S3Dims, S3Tokenizer
 from stepaudio_core.tokenizer.testing import tiny_s3_state, write_s3_onnx, write_tiny_tokenizer

@@ -15,11 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..codes import GROUP, MIXED_CODES, VQ02_CODES
 from ..errors import InputError, ModelFileError
 from .config import DecoderConfig
 
-VQ02_CODES = 1024
-VQ06_CODES = 4096
 VQ02_PAD = 1024  # the flow's pad id in the vq02 column (row 1024 of the shared table)
 _TAIL_PAD = (0, 0, 0, VQ02_PAD, VQ02_PAD, VQ02_PAD)
 
@@ -33,11 +32,11 @@ def reshape_mixed_tokens(mixed: Sequence[int] | torch.Tensor) -> torch.Tensor:
     ids = [int(x) for x in (mixed.flatten().tolist() if isinstance(mixed, torch.Tensor) else mixed)]
     if not ids:
         raise InputError("there are no audio tokens to decode (the token list is empty)")
-    if len(ids) % 5:
-        ids += _TAIL_PAD[-(5 - len(ids) % 5):]
-    groups = torch.tensor(ids, dtype=torch.long).view(-1, 5)
+    if len(ids) % GROUP:
+        ids += _TAIL_PAD[-(GROUP - len(ids) % GROUP) :]
+    groups = torch.tensor(ids, dtype=torch.long).view(-1, GROUP)
     vq02, vq06 = groups[:, :2], groups[:, 2:]
-    if (vq02 < 0).any() or (vq02 >= VQ02_CODES + 1).any() or (vq06 < VQ02_CODES).any() or (vq06 >= VQ02_CODES + VQ06_CODES).any():
+    if (vq02 < 0).any() or (vq02 >= VQ02_CODES + 1).any() or (vq06 < VQ02_CODES).any() or (vq06 >= MIXED_CODES).any():
         raise InputError(
             "audio tokens are out of range: each group of five must be two vq02 ids (0..1023) followed by three "
             "vq06 ids (1024..5119); the tokens were not produced by this model's tokenizer or LM"

@@ -1,11 +1,11 @@
 """The Step1 audio LM of Step-Audio-EditX: model, loader, text tokenizer, prompts, generation.
 
-The edit types and options the prompts accept live in ``stepaudio_core.edits``.
+The edit types and options the prompts accept live in ``stepaudio_core.edits``; the audio-code
+layout (how audio codes sit in the vocabulary) in ``stepaudio_core.codes``.
 
 Nothing here imports transformers; bitsandbytes is imported only when quantization is asked for.
 """
 
-from .audio_tokens import TOKENS_PER_SECOND, audio_token_string, codes_from_ids, interleave
 from .config import Step1Config
 from .generate import Sampling, generate_audio_codes, generate_ids, max_new_tokens_for
 from .load import load_step1
@@ -14,21 +14,17 @@ from .prompts import clone_prompt_ids, clone_speaker_id, edit_instruction, edit_
 from .text_tokenizer import TextTokenizer
 
 __all__ = [
-    "TOKENS_PER_SECOND",
     "KVCache",
     "Sampling",
     "Step1Config",
     "Step1ForCausalLM",
     "TextTokenizer",
-    "audio_token_string",
     "clone_prompt_ids",
     "clone_speaker_id",
-    "codes_from_ids",
     "edit_instruction",
     "edit_prompt_ids",
     "generate_audio_codes",
     "generate_ids",
-    "interleave",
     "load_step1",
     "max_new_tokens_for",
 ]

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..codes import GROUP, SLOT_IDS, TOKENS_PER_SECOND, VQ02_IDS, codes_from_ids
 from ..errors import InputError
-from .audio_tokens import GROUP, SLOT_IDS, TOKENS_PER_SECOND, VQ02_IDS, codes_from_ids
 from .model import StaticDecodeStep, Step1ForCausalLM
 from .text_tokenizer import EOT
 

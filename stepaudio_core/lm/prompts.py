@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..codes import MIXED_CODES, audio_token_string
 from ..edits import EDIT_TYPES as EDIT_TYPES  # re-exported: callers may read the registry from here
 from ..edits import LANGUAGE_TAGS, check_edit
 from ..errors import InputError
-from .audio_tokens import VQ02_CODES, VQ06_CODES, audio_token_string
 from .text_tokenizer import BOS, BOT, EOT, TextTokenizer
 
 EDIT_SYSTEM_PROMPT = (
@@ -171,10 +171,10 @@ def _checked(codes: Sequence[int]) -> list[int]:
     codes = [int(c) for c in (codes.flatten().tolist() if isinstance(codes, torch.Tensor) else codes)]
     if not codes:
         raise InputError("the prompt has no audio tokens; encode a reference audio clip first")
-    bad = [c for c in codes if not 0 <= c < VQ02_CODES + VQ06_CODES]
+    bad = [c for c in codes if not 0 <= c < MIXED_CODES]
     if bad:
         raise InputError(
-            f"prompt audio codes must lie in 0..{VQ02_CODES + VQ06_CODES - 1} (vq02, then 1024 + vq06); "
+            f"prompt audio codes must lie in 0..{MIXED_CODES - 1} (vq02, then 1024 + vq06); "
             f"got {bad[0]}. Encode the prompt with this pack's audio tokenizer."
         )
     return codes

@@ -19,8 +19,8 @@ import sentencepiece as spm
 import torch
 from safetensors.torch import save_file
 
+from ..codes import AUDIO_ID_OFFSET
 from ..edits import EDIT_TYPES, PARALINGUISTIC_TAGS
-from .audio_tokens import AUDIO_ID_OFFSET
 from .config import Step1Config
 from .model import Step1ForCausalLM
 from .prompts import CLONE_SYSTEM_TEMPLATE, EDIT_SYSTEM_PROMPT, edit_instruction

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from ..audio import tokenizer_preprocess
+from ..codes import AudioCodes
 from ..errors import ModelFileError
-from .codes import AudioCodes
 from .vq02 import VQ02Tokenizer
 from .vq06 import VQ06_FILE, VQ06Tokenizer
 

@@ -15,8 +15,8 @@ import yaml
 from torch import nn
 
 from ..checkpoint import check_model_file, load_strict, load_torch_state_dict
+from ..codes import VQ02_CODES
 from ..errors import InputError, ModelFileError
-from ..lm.audio_tokens import VQ02_CODES
 from .frontend import CHUNK_SAMPLES, Frontend, FrontendConfig, read_cmvn
 from .paraformer import EncoderStream, ParaformerConfig, ParaformerEncoder
 

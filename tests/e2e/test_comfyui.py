@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stepaudio_core.lm.audio_tokens import GROUP
+from stepaudio_core.codes import GROUP
 from stepaudio_core.lm.generate import max_new_tokens_for
 from stepaudio_core.longform import split_text, spoken_units
 from tests.conftest import FIXTURES, ROOT
