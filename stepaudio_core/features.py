@@ -15,12 +15,12 @@ pure functions) and moved to the input's device and dtype on each call.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
-from .decoder.config import MelConfig
 from .errors import InputError
 
 # ---------------------------------------------------------------------------------------------
@@ -97,6 +97,20 @@ def _batched(wav: torch.Tensor, name: str) -> tuple[torch.Tensor, bool]:
 
 # ---------------------------------------------------------------------------------------------
 # matcha prompt mel
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """Arguments of the matcha ``mel_spectrogram`` that makes the prompt mel."""
+
+    n_fft: int = 1920
+    num_mels: int = 80
+    sampling_rate: int = 24000
+    hop_size: int = 480
+    win_size: int = 1920
+    fmin: float = 0.0
+    fmax: float = 8000.0
+    center: bool = False
 
 
 def matcha_mel(wav: torch.Tensor, cfg: MelConfig) -> torch.Tensor:

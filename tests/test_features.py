@@ -11,9 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from stepaudio_core.audio import resample
-from stepaudio_core.decoder.config import MelConfig
 from stepaudio_core.errors import InputError
-from stepaudio_core.features import kaldi_fbank, matcha_mel, mel_filterbank, whisper_log_mel
+from stepaudio_core.features import MelConfig, kaldi_fbank, matcha_mel, mel_filterbank, whisper_log_mel
 from tests.paths import FIXTURES, shared_file
 
 FRONTEND = FIXTURES / "frontend"

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from ..errors import ModelFileError
+from ..features import MelConfig
 
 
 @dataclass(frozen=True)
@@ -125,20 +126,6 @@ def _expect(node: Any, cls_suffix: str, path: Path, where: str) -> dict:
             "(the Step-Audio-EditX release). Use the CosyVoice-300M-25Hz folder of Step-Audio-EditX."
         )
     return node.kwargs
-
-
-@dataclass(frozen=True)
-class MelConfig:
-    """Arguments of the matcha ``mel_spectrogram`` that makes the prompt mel."""
-
-    n_fft: int = 1920
-    num_mels: int = 80
-    sampling_rate: int = 24000
-    hop_size: int = 480
-    win_size: int = 1920
-    fmin: float = 0.0
-    fmax: float = 8000.0
-    center: bool = False
 
 
 @dataclass(frozen=True)
