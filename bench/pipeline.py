@@ -52,6 +52,7 @@ from bench.common import (  # noqa: E402
 from stepaudio_core.audio import prompt_audio  # noqa: E402
 from stepaudio_core.codes import TOKENS_PER_SECOND  # noqa: E402
 from stepaudio_core.device import resolve_device, resolve_dtype  # noqa: E402
+from stepaudio_core.edits import EDIT_TYPES  # noqa: E402
 from stepaudio_core.lm.generate import Sampling, generate_audio_codes, max_new_tokens_for  # noqa: E402
 from stepaudio_core.lm.prompts import clone_prompt_ids, edit_prompt_ids  # noqa: E402
 from stepaudio_core.lm.text_tokenizer import EOT, TextTokenizer  # noqa: E402
@@ -172,7 +173,7 @@ def build_real(args, device: torch.device):
     from stepaudio_core.pipeline import StepAudioEditX
 
     handle = StepAudioEditX(args.real, device=str(device), dtype=args.dtype, quantization=args.quantization)
-    return handle.component("tokenizer"), handle.component("decoder"), handle.component("lm"), handle.text_tokenizer
+    return handle.components.tokenizer, handle.components.decoder, handle.components.lm, handle.components.text_tokenizer
 
 
 def run_length(seconds: float, models, device: torch.device, args) -> list[dict]:
@@ -195,7 +196,7 @@ def run_length(seconds: float, models, device: torch.device, args) -> list[dict]
         prompt_codes = codes.mixed()
         jobs = {
             "clone": clone_prompt_ids(text_tok, "debug", transcript, prompt_codes, words(seconds)),
-            "edit": edit_prompt_ids(text_tok, "emotion", "happy", transcript, prompt_codes),
+            "edit": edit_prompt_ids(text_tok, EDIT_TYPES["emotion"], "happy", transcript, prompt_codes),
         }
         for job in args.jobs:
             budget = max_new_tokens_for(seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..stepaudio_core import limits
 from ..stepaudio_core.edits import LANGUAGE_TAGS
 from .errors import user_errors
 from .progress import TokenProgress
@@ -29,9 +30,10 @@ class StepAudioClone(io.ComfyNode):
                                tooltip="Dialect or language tag put before the text. none for Mandarin and English."),
                 io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
                              tooltip="Seeds the sampling; the same seed gives the same tokens."),
-                io.Float.Input("temperature", default=0.7, min=0.05, max=2.0, step=0.05,
+                io.Float.Input("temperature", default=limits.DEFAULT_TEMPERATURE, min=limits.MIN_TEMPERATURE,
+                               max=limits.MAX_TEMPERATURE, step=0.05,
                                tooltip="Sampling temperature. 0.7 is the released setting."),
-                io.Float.Input("max_seconds", default=0.0, min=0.0, max=120.0, step=1.0,
+                io.Float.Input("max_seconds", default=0.0, min=0.0, max=limits.MAX_GENERATION_SECONDS, step=1.0,
                                tooltip="Upper bound on the audio generated per text piece; 0 derives it from the "
                                "text length. Guards against a generation that never stops."),
             ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..stepaudio_core import limits
 from .audio import to_comfy_audio
 from .errors import user_errors
 from .types import CATEGORY, StepAudioModel, StepAudioPrompt, StepAudioTokens
@@ -23,7 +24,7 @@ class StepAudioDecode(io.ComfyNode):
                 StepAudioTokens.Input("tokens", tooltip="Audio tokens from StepAudio Clone or StepAudio Edit."),
                 io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
                              tooltip="Seeds the decoder's noise; the same seed gives the same waveform."),
-                io.Int.Input("flow_steps", default=10, min=1, max=100,
+                io.Int.Input("flow_steps", default=limits.DEFAULT_FLOW_STEPS, min=limits.MIN_FLOW_STEPS, max=limits.MAX_FLOW_STEPS,
                              tooltip="Euler steps of the flow decoder. 10 is the released setting; fewer is "
                              "faster with lower fidelity."),
                 StepAudioPrompt.Input("voice", optional=True,

@@ -24,7 +24,7 @@ def user_errors(node: str):
         yield
     except StepAudioError as e:
         # imported here, not at the top: the pack must load no model code when ComfyUI starts
-        from ..stepaudio_core.pipeline import NotEnoughMemoryError
+        from ..stepaudio_core.errors import NotEnoughMemoryError
 
         kind = StepAudioOutOfMemoryError if isinstance(e, NotEnoughMemoryError) else StepAudioNodeError
         raise kind(f"{node}: {e}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..stepaudio_core import limits
 from .audio import to_comfy_audio
 from .edit import edit_inputs
 from .errors import user_errors
@@ -27,12 +28,12 @@ class StepAudioEditIterate(io.ComfyNode):
             "pick. Some edits (whisper, strong emotions) get stronger with 2-3 passes.",
             inputs=[
                 *edit_inputs(),
-                io.Int.Input("iterations", default=2, min=1, max=10, tooltip="How many edit passes to run."),
+                io.Int.Input("iterations", default=2, min=1, max=limits.MAX_EDIT_PASSES, tooltip="How many edit passes to run."),
                 io.Combo.Input("mode", options=list(MODES), default="audio round trip (reference)",
                                tooltip="audio round trip: decode each pass and re-encode it, exactly as the reference "
                                "does. token space: feed each pass's tokens straight into the next (skips decode and "
                                "re-encode between passes; faster, not what the reference does)."),
-                io.Int.Input("flow_steps", default=10, min=1, max=100,
+                io.Int.Input("flow_steps", default=limits.DEFAULT_FLOW_STEPS, min=limits.MIN_FLOW_STEPS, max=limits.MAX_FLOW_STEPS,
                              tooltip="Euler steps of the decoder for every pass; 10 is the released setting."),
             ],
             outputs=[

@@ -16,3 +16,7 @@ class ModelFileError(StepAudioError):
 
 class InputError(StepAudioError):
     """An input (audio, text, tokens, an option) cannot be used as given."""
+
+
+class NotEnoughMemoryError(InputError):
+    """A run needed more memory than the device had. What it allocated is freed; the handle stays usable."""

@@ -1,73 +1,32 @@
-"""The facade: one handle over a model folder, loading each component on first use.
+"""The facade: one handle over a model folder, and the use cases every front end shares.
 
 The CLI, the ComfyUI nodes and Python users all go through this class, so a feature behaves
-the same wherever it is used. Components load on the CPU; right before one is used, the
-``placer`` brings it to the compute device. By default that is a plain ``.to(device)``; the
-ComfyUI adapter passes its model management instead, so ComfyUI decides what occupies VRAM
-and "Unload models" frees ours.
+the same wherever it is used. Each public method checks its inputs first, against the named
+limits in ``validate``; below this layer, code trusts its arguments.
 
 Flow of the reference (tts.py): encode the recording (codes, prompt mel, CAM++ voice), build a
 clone or edit prompt, sample audio tokens from the LM, decode them in the recording's voice.
-
-Every public method checks its inputs first (``validate``), and every model call runs under a
-guard that turns running out of memory into ``NotEnoughMemoryError`` once what the call
-allocated is freed, so a server that hosts this handle stays usable after a failed run.
+The networks themselves, their loading and the out-of-memory guard live in ``components``;
+encoded prompts are kept in a ``PromptCache``.
 """
 
 from __future__ import annotations
 
-import gc
-import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
 
 import torch
-from torch import nn
 
-from . import validate
-from .bundle import Bundle, find_bundle
+from . import budgets, limits, validate
+from .bundle import find_bundle
+from .components import Components, Placer
 from .device import resolve_device, resolve_dtype
-from .edits import check_edit
-from .errors import InputError, ModelFileError, StepAudioError
+from .errors import InputError, NotEnoughMemoryError
 from .prompt import EncodedPrompt, GeneratedTokens
+from .prompt_cache import PromptCache, content_key
 
-Placer = Callable[[str, nn.Module], None]
 TokenCallback = Callable[[int, int], None]
-T = TypeVar("T")
-QUANTIZATIONS = ("none", "int8", "nf4")
-COMPONENTS = ("tokenizer", "decoder", "lm")
-PROMPT_CACHE_SIZE = 32
-PROMPT_CACHE_BYTES = 512 * 2**20  # the recordings prompts keep can be long: bound the cache by size too
-EDIT_WINDOW_SECONDS = 30.0
-MAX_GENERATION_SECONDS = 120.0  # per generation: four times the model's 30 s window is already far past it
-
-
-class NotEnoughMemoryError(InputError):
-    """A run needed more memory than the device had. What it allocated is freed; the handle stays usable."""
-
-
-def _is_oom(e: BaseException) -> bool:
-    if isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    # MPS and the CPU allocator raise plain RuntimeErrors
-    text = str(e)
-    return isinstance(e, RuntimeError) and ("out of memory" in text or "not enough memory" in text)
-
-
-def _content_key(wav: torch.Tensor, sample_rate: int, text: str) -> str:
-    h = hashlib.sha256()
-    h.update(str((tuple(wav.shape), str(wav.dtype), int(sample_rate))).encode())
-    h.update(wav.detach().cpu().contiguous().numpy().tobytes())
-    h.update(text.encode("utf-8"))
-    return h.hexdigest()
-
-
-def _nbytes(prompt: EncodedPrompt) -> int:
-    return sum(t.numel() * t.element_size() for t in (prompt.audio, prompt.mel, prompt.speaker))
 
 
 def _pcm16_round_trip(wav: torch.Tensor) -> torch.Tensor:
@@ -85,131 +44,42 @@ class StepAudioEditX:
         quantization: str = "none",
         placer: Placer | None = None,
     ):
-        self.bundle: Bundle = find_bundle(models_dir)
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        if quantization not in QUANTIZATIONS:
-            raise InputError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, not {quantization!r}")
-        if quantization != "none" and self.device.type != "cuda":
-            raise InputError(f"{quantization} quantization runs on CUDA GPUs only (bitsandbytes); this handle uses {self.device.type}")
-        self.quantization = quantization
-        self.placer = placer or (lambda name, module: module.to(self.device))
-        self._components: dict[str, nn.Module] = {}
-        self._text_tokenizer = None
-        self._prompts: OrderedDict[str, EncodedPrompt] = OrderedDict()
-        self._lock = threading.RLock()
+        device_ = resolve_device(device)
+        self.components = Components(find_bundle(models_dir), device_, resolve_dtype(dtype, device_), quantization, placer)
+        self.prompts = PromptCache()
 
     def __repr__(self) -> str:
-        return f"StepAudioEditX({str(self.bundle.root)!r}, device={self.device.type}, dtype={self.dtype}, quantization={self.quantization})"
+        c = self.components
+        return f"StepAudioEditX({str(c.bundle.root)!r}, device={c.device.type}, dtype={c.dtype}, quantization={c.quantization})"
 
     @property
     def sample_rate(self) -> int:
         return 24000
 
-    # ------------------------------------------------------------------ components
-
-    def loaded(self) -> dict[str, nn.Module]:
-        """The components loaded so far, by name."""
-        return dict(self._components)
-
-    def component(self, name: str) -> nn.Module:
-        """Load ``name`` on the CPU on first use (once, even with concurrent callers) and place it.
-
-        A load that fails keeps nothing: the next call reads the files again, so fixing a broken
-        file and running again is enough.
-        """
-        with self._lock:
-            if name not in self._components:
-                self._components[name] = self._load(name)
-            module = self._components[name]
-        if not (name == "lm" and self.quantization != "none"):  # bitsandbytes layers cannot move
-            self.placer(name, module)
-        return module
-
-    def _load(self, name: str) -> nn.Module:
-        if name not in COMPONENTS:
-            raise KeyError(name)
-        try:
-            return self._build(name)
-        except StepAudioError:
-            raise
-        except Exception as e:
-            if _is_oom(e):
-                raise
-            # The loaders check the files they know can be wrong; anything else escaping them
-            # comes from values no release has (a negative size, a string for a number).
-            folders = {"decoder": self.bundle.decoder_dir, "tokenizer": self.bundle.tokenizer_dir}
-            folder = folders.get(name, self.bundle.lm_dir)
-            raise ModelFileError(
-                f"the {name} could not be built from the files in {folder} ({type(e).__name__}: {e}). A "
-                "configuration file there (config.json, cosyvoice.yaml or config.yaml) holds values this model "
-                "cannot have; download the folder again. If it is the released one, please report this as a bug."
-            ) from e
-
-    def _build(self, name: str) -> nn.Module:
-        if name == "decoder":
-            from .decoder.token2wav import Decoder
-
-            # fp32, as the reference runs its decoder: a bf16 flow is a speed option, not the default.
-            return Decoder.from_folder(self.bundle.require_decoder())
-        if name == "tokenizer":
-            from .tokenizer.audio_tokenizer import AudioTokenizer
-
-            return AudioTokenizer.from_folder(self.bundle.tokenizer_dir)
-        from .lm.load import load_step1
-
-        if self.quantization != "none":
-            return load_step1(self.bundle.lm_dir, device=self.device, dtype=self.dtype, quantize=self.quantization)
-        return load_step1(self.bundle.lm_dir, device="cpu", dtype=self.dtype)
+    @property
+    def bundle(self):
+        return self.components.bundle
 
     @property
-    def text_tokenizer(self):
-        with self._lock:
-            if self._text_tokenizer is None:
-                from .lm.text_tokenizer import TextTokenizer
+    def device(self) -> torch.device:
+        return self.components.device
 
-                self._text_tokenizer = TextTokenizer(self.bundle.lm_dir / "tokenizer.model")
-            return self._text_tokenizer
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.components.dtype
+
+    @property
+    def quantization(self) -> str:
+        return self.components.quantization
+
+    def loaded(self) -> dict[str, torch.nn.Module]:
+        """The networks loaded so far, by name."""
+        return self.components.loaded()
 
     def unload(self) -> None:
-        """Drop every loaded component and cached prompt; the next use loads them again."""
-        with self._lock:
-            self._components.clear()
-            self._prompts.clear()
-
-    def _guarded(self, what: str, fn: Callable[[], T]) -> T:
-        """``fn()``; if it runs out of memory, free what it held and raise NotEnoughMemoryError."""
-        try:
-            return fn()
-        except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as e:
-            if not _is_oom(e):
-                raise
-        # Only here, past the except block, is the error's traceback gone, and with it the frames
-        # that still held the tensors of the failed call (activations, the LM's KV cache).
-        self._release_memory()
-        raise NotEnoughMemoryError(f"ran out of {self.device.type} memory while {what}. {self._memory_advice()}")
-
-    def _release_memory(self) -> None:
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        elif self.device.type == "mps":
-            torch.mps.empty_cache()
-
-    def _memory_advice(self) -> str:
-        ways = ["use a shorter recording or text (or a lower max_seconds)"]
-        if self.device.type != "cpu":
-            if self.quantization == "none":
-                ways.append("load the LM quantized (int8 or nf4)" if self.device.type == "cuda" else "use dtype fp16")
-            ways.append("free other models (ComfyUI: Unload models)")
-            ways.append("run on the CPU (device cpu)")
-        else:
-            ways.append("close other programs")
-        return f"To need less memory: {'; '.join(ways)}. What this run allocated has been freed."
-
-    @property
-    def decoder(self):
-        return self.component("decoder")
+        """Drop every loaded network and cached prompt; the next use loads them again."""
+        self.components.unload()
+        self.prompts.clear()
 
     # ------------------------------------------------------------------ encode
 
@@ -225,37 +95,30 @@ class StepAudioEditX:
 
         wav, sample_rate = validate.prepare_audio(wav, sample_rate, "audio")
         text = validate.text_input(text, "transcript")
-        key = _content_key(wav, sample_rate, text)
-        with self._lock:
-            if key in self._prompts:
-                self._prompts.move_to_end(key)
-                return self._prompts[key]
+        key = content_key(wav, sample_rate, text)
+        cached = self.prompts.get(key)
+        if cached is not None:
+            return cached
         from .lm.prompts import clone_speaker_id
 
         speaker_id = clone_speaker_id(text, wav if wav.dim() == 2 else wav[None])
         mono = prompt_audio(wav)
         validate.warn_transcript_mismatch(text, mono.shape[-1] / sample_rate)
-        window = mono[: int(validate.WINDOW_SECONDS * sample_rate)]
+        window = mono[: int(limits.WINDOW_SECONDS * sample_rate)]
 
         def run():
-            codes = self.component("tokenizer").encode(window, sample_rate)
+            codes = self.components.tokenizer.encode(window, sample_rate)
             if codes.groups == 0:
                 raise InputError(
                     f"input 'audio' holds too little sound to encode ({window.shape[-1] / sample_rate:.2f} s after "
                     "trimming silence); give at least half a second of speech"
                 )
-            mel, speaker = self.decoder.prompt_features(window, sample_rate)
+            mel, speaker = self.components.decoder.prompt_features(window, sample_rate)
             return codes, mel, speaker
 
-        codes, mel, speaker = self._guarded("encoding the recording", run)
+        codes, mel, speaker = self.components.guarded("encoding the recording", run)
         prompt = EncodedPrompt(codes.mixed(), mel.cpu(), speaker.cpu(), text, mono, int(sample_rate), speaker_id)
-        with self._lock:
-            self._prompts[key] = prompt
-            while len(self._prompts) > 1 and (
-                len(self._prompts) > PROMPT_CACHE_SIZE
-                or sum(_nbytes(p) for p in self._prompts.values()) > PROMPT_CACHE_BYTES
-            ):
-                self._prompts.popitem(last=False)
+        self.prompts.put(key, prompt)
         return prompt
 
     def encode_batch(self, waveform: torch.Tensor, sample_rate: int, text: str = "") -> tuple[EncodedPrompt, ...]:
@@ -282,17 +145,14 @@ class StepAudioEditX:
     def _generate(self, prompt_ids: list[int], seconds: float, seed: int, temperature: float, on_token) -> tuple[int, ...]:
         from .lm.generate import Sampling, generate_audio_codes, max_new_tokens_for
 
-        if not 0 < temperature <= 5:
-            raise InputError(f"input 'temperature' must be in (0, 5]; got {temperature}")
-
         def run():
-            lm = self.component("lm")
+            lm = self.components.lm
             generator = torch.Generator(device=lm.device).manual_seed(int(seed))
             return generate_audio_codes(
                 lm, prompt_ids, max_new_tokens_for(seconds), Sampling(temperature=temperature), generator, on_token
             )
 
-        codes = self._guarded(f"generating up to {seconds:.1f} s of audio", run)
+        codes = self.components.guarded(f"generating up to {seconds:.1f} s of audio", run)
         if not codes:
             raise InputError("the model produced no audio tokens; try another seed or check the inputs")
         return tuple(codes)
@@ -304,31 +164,26 @@ class StepAudioEditX:
         *,
         language: str | None = None,
         seed: int = 0,
-        temperature: float = 0.7,
+        temperature: float = limits.DEFAULT_TEMPERATURE,
         max_seconds: float | None = None,
         on_token: TokenCallback | None = None,
     ) -> GeneratedTokens:
         """Speak ``text`` in the voice of ``prompt``; long text is generated piece by piece."""
         from .lm.prompts import clone_prompt_ids
-        from .longform import split_text, spoken_units
+        from .longform import split_text
 
         if not prompt.text:
             raise InputError("cloning needs the transcript of the reference recording; write it in the Encode transcript")
         text = validate.text_input(text, "text", fix="type what the cloned voice should say")
         seed = validate.check_seed(seed)
-        if max_seconds is not None and not 0 < max_seconds <= MAX_GENERATION_SECONDS:
-            raise InputError(
-                f"input 'max_seconds' must be above 0 and at most {MAX_GENERATION_SECONDS:.0f} s (or unset, to derive "
-                f"it from the text); got {max_seconds}"
-            )
+        temperature = validate.check_temperature(temperature)
+        max_seconds = validate.check_max_seconds(max_seconds)
         validate.warn_clone_window(prompt.seconds)
-        pieces = split_text(text)
+        tok = self.components.text_tokenizer
         out = []
-        for i, piece in enumerate(pieces):
-            ids = clone_prompt_ids(self.text_tokenizer, prompt.speaker_id, prompt.text, prompt.tokens, piece, language)
-            # A generous bound from the text's spoken length: it only stops a generation that never ends.
-            seconds = max_seconds or min(90.0, 3.0 + spoken_units(piece) / 6.0)
-            out.append(self._generate(ids, seconds, seed + i, temperature, on_token))
+        for i, piece in enumerate(split_text(text)):
+            ids = clone_prompt_ids(tok, prompt.speaker_id, prompt.text, prompt.tokens, piece, language)
+            out.append(self._generate(ids, budgets.clone_seconds(piece, max_seconds), seed + i, temperature, on_token))
         return GeneratedTokens(tuple(out), prompt, text.strip())
 
     def edit(
@@ -339,33 +194,22 @@ class StepAudioEditX:
         *,
         new_text: str | None = None,
         seed: int = 0,
-        temperature: float = 0.7,
+        temperature: float = limits.DEFAULT_TEMPERATURE,
         on_token: TokenCallback | None = None,
     ) -> GeneratedTokens:
         """One edit pass of the recording in ``prompt``; the result keeps its voice."""
-        from .lm.prompts import edit_prompt_ids
-
-        kind, option = check_edit(edit_type, option)
+        kind, option, new_text = validate.check_edit_request(edit_type, option, prompt.text, new_text)
         validate.check_edit_window(prompt.seconds)
         seed = validate.check_seed(seed)
-        if kind.needs_audio_text and not prompt.text:
-            raise InputError(
-                f"the {edit_type} edit needs the transcript of the recording; write it in the Encode transcript"
-            )
-        new_text = validate.text_input(new_text, "new_text")
-        if kind.needs_new_text and not new_text:
-            raise InputError(
-                "input 'new_text' is empty: a paralinguistic edit needs the new text, with tags such as [Laughter] "
-                "where the sounds go"
-            )
-        if kind.needs_new_text:
-            validate.warn_untagged_paralinguistic(new_text)
-        ids = edit_prompt_ids(self.text_tokenizer, edit_type, option, prompt.text, prompt.tokens, new_text or None)
-        # Edits keep roughly the input's length; a slower speed can double it.
-        # The model edits at most 30 s, so an edit's output longer than that could not be edited
-        # again; within that window, leave room for a slower speed edit.
-        seconds = min(EDIT_WINDOW_SECONDS, 2.5 * prompt.seconds + 5.0)
-        codes = self._generate(ids, seconds, seed, temperature, on_token)
+        temperature = validate.check_temperature(temperature)
+        return self._edit(prompt, kind, option, new_text, seed, temperature, on_token)
+
+    def _edit(self, prompt: EncodedPrompt, kind, option, new_text: str, seed: int, temperature: float, on_token):
+        from .lm.prompts import edit_prompt_ids
+
+        tok = self.components.text_tokenizer
+        ids = edit_prompt_ids(tok, kind, option, prompt.text, prompt.tokens, new_text or None)
+        codes = self._generate(ids, budgets.edit_seconds(prompt.seconds), seed, temperature, on_token)
         return GeneratedTokens((codes,), prompt, new_text if kind.needs_new_text else prompt.text)
 
     # ------------------------------------------------------------------ decode
@@ -376,7 +220,7 @@ class StepAudioEditX:
         *,
         prompt: EncodedPrompt | None = None,
         seed: int = 0,
-        flow_steps: int = 10,
+        flow_steps: int = limits.DEFAULT_FLOW_STEPS,
     ) -> torch.Tensor:
         """Tokens -> float32 mono waveform (N,) at 24 kHz, in the voice of ``prompt`` (default: their own)."""
         from .longform import crossfade_join
@@ -384,18 +228,17 @@ class StepAudioEditX:
         prompt = prompt or tokens.prompt
         if prompt is None:
             raise InputError("decoding needs the prompt the tokens were generated for (its voice and mel)")
-        if not 1 <= flow_steps <= 100:
-            raise InputError(f"input 'flow_steps' must be between 1 and 100; got {flow_steps}")
+        flow_steps = validate.check_flow_steps(flow_steps)
         seed = validate.check_seed(seed)
 
         def run():
-            decoder = self.decoder
+            decoder = self.components.decoder
             return [
                 decoder(piece, prompt.tokens, prompt.mel, prompt.speaker, seed=seed, n_timesteps=flow_steps)
                 for piece in tokens.pieces
             ]
 
-        return crossfade_join(self._guarded("decoding audio", run), self.sample_rate)
+        return crossfade_join(self.components.guarded("decoding audio", run), self.sample_rate)
 
     # ------------------------------------------------------------------ iterate
 
@@ -409,7 +252,7 @@ class StepAudioEditX:
         n_iter: int = 1,
         seed: int = 0,
         mode: str = "audio",
-        flow_steps: int = 10,
+        flow_steps: int = limits.DEFAULT_FLOW_STEPS,
         on_token: TokenCallback | None = None,
         on_pass: Callable[[int], None] | None = None,
     ) -> list[tuple[GeneratedTokens, torch.Tensor]]:
@@ -420,8 +263,8 @@ class StepAudioEditX:
         and decodes every pass in the original recording's voice: faster, and not what the
         reference does.
         """
-        if not 1 <= n_iter <= 20:
-            raise InputError(f"the number of edit passes (iterations) must be between 1 and 20; got {n_iter}")
+        n_iter = validate.check_passes(n_iter)
+        flow_steps = validate.check_flow_steps(flow_steps)
         if mode not in ("audio", "tokens"):
             raise InputError(f"iteration mode (input 'mode') must be 'audio' or 'tokens', not {mode!r}")
         results = []
@@ -453,7 +296,9 @@ class StepAudioEditX:
 
     # ------------------------------------------------------------------ one-call jobs (the CLI)
 
-    def clone_long(self, prompt: EncodedPrompt, text: str, *, seed: int = 0, flow_steps: int = 10, **kwargs) -> torch.Tensor:
+    def clone_long(
+        self, prompt: EncodedPrompt, text: str, *, seed: int = 0, flow_steps: int = limits.DEFAULT_FLOW_STEPS, **kwargs
+    ) -> torch.Tensor:
         """Clone and decode in one call; long text comes back as one crossfaded waveform."""
         return self.decode(self.clone(prompt, text, seed=seed, **kwargs), seed=seed, flow_steps=flow_steps)
 

@@ -17,26 +17,39 @@ import re
 import numpy as np
 import torch
 
-from .edits import LANGUAGE_TAGS, PARALINGUISTIC_TAGS
+from .edits import LANGUAGE_TAGS, PARALINGUISTIC_TAGS, EditType, check_edit
 from .errors import InputError
+from .limits import (
+    DEFAULT_FLOW_STEPS,
+    DEFAULT_TEMPERATURE,
+    MAX_EDIT_PASSES,
+    MAX_FLOW_STEPS,
+    MAX_GENERATION_SECONDS,
+    MAX_RATE,
+    MAX_RECORDING_SECONDS,
+    MAX_RESAMPLE_KERNEL,
+    MAX_TEMPERATURE,
+    MIN_FLOW_STEPS,
+    MIN_RATE,
+    MIN_SECONDS,
+    MIN_TEMPERATURE,
+    MODEL_RATES,
+    SEED_MAX,
+    SEED_MIN,
+    SILENCE_PEAK,
+    TRANSCRIPT_MAX_RATE,
+    TRANSCRIPT_MIN_RATE,
+    TRANSCRIPT_MIN_SLACK,
+    TRANSCRIPT_SLACK,
+    WINDOW_SECONDS,
+)
 from .longform import spoken_units
 
 log = logging.getLogger(__name__)
 
-WINDOW_SECONDS = 30.0  # the release: "keep audio under 30 seconds per inference"
-MAX_RECORDING_SECONDS = 300.0  # ten windows: longer input is a mistake (a whole file), not a prompt
-MIN_SECONDS = 880 / 16000  # one vq02 frame: shorter 16 kHz clips give no vq02 code at all
-MIN_RATE, MAX_RATE = 8000, 384000
-SILENCE_PEAK = 1e-3  # -60 dBFS: quieter than any usable recording
-# Resampling by a ratio p/q (in lowest terms) builds a (q, p + taps) sinc kernel: 44101 Hz -> 16 kHz
-# would need 700M weights, many GB. Refuse such rates instead of exhausting the machine's memory;
-# every standard rate needs under 0.3M, and 16M already costs about 0.9 GB while it runs.
-MAX_RESAMPLE_KERNEL = 16_000_000
-MODEL_RATES = (16000, 24000)  # the tokenizer and CAM++ read 16 kHz, the prompt mel 24 kHz
-# spoken_units per second of audio: ~12-15 in ordinary speech, in any of the supported languages
-TRANSCRIPT_MAX_RATE, TRANSCRIPT_SLACK = 40.0, 20.0
-TRANSCRIPT_MIN_RATE, TRANSCRIPT_MIN_SLACK = 1.5, 5.0
 _TAG = re.compile(r"\[([^\[\]]{1,40})\]")
+
+
 
 
 def _resample_kernel_size(orig: int, new: int) -> int:
@@ -205,6 +218,75 @@ def check_seed(seed, name: str = "seed") -> int:
     """A seed torch.Generator takes, with room for the +i of later passes and pieces."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise InputError(f"input '{name}' must be a whole number, not {seed!r}")
-    if not -(2**63) <= int(seed) < 2**63:
+    if not SEED_MIN <= int(seed) <= SEED_MAX:
         raise InputError(f"input '{name}' must lie between -2^63 and 2^63 - 1; got {seed}")
     return int(seed)
+
+
+def _number(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"input '{name}' must be a number, not {value!r}")
+    return float(value)
+
+
+def check_temperature(temperature, name: str = "temperature") -> float:
+    t = _number(temperature, name)
+    if not MIN_TEMPERATURE <= t <= MAX_TEMPERATURE:  # NaN fails this too
+        raise InputError(
+            f"input '{name}' must be in [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}]; got {temperature} "
+            f"({DEFAULT_TEMPERATURE} is the released setting)"
+        )
+    return t
+
+
+def check_flow_steps(steps, name: str = "flow_steps") -> int:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not MIN_FLOW_STEPS <= steps <= MAX_FLOW_STEPS:
+        raise InputError(
+            f"input '{name}' must be between {MIN_FLOW_STEPS} and {MAX_FLOW_STEPS}; got {steps!r} "
+            f"({DEFAULT_FLOW_STEPS} is the released setting)"
+        )
+    return int(steps)
+
+
+def check_passes(n_iter, name: str = "iterations") -> int:
+    if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or not 1 <= n_iter <= MAX_EDIT_PASSES:
+        raise InputError(
+            f"the number of edit passes (input '{name}') must be between 1 and {MAX_EDIT_PASSES}; got {n_iter!r}"
+        )
+    return int(n_iter)
+
+
+def check_max_seconds(max_seconds, name: str = "max_seconds") -> float | None:
+    """None (derive the bound from the text) or a duration in (0, MAX_GENERATION_SECONDS]."""
+    if max_seconds is None:
+        return None
+    seconds = _number(max_seconds, name)
+    if not 0 < seconds <= MAX_GENERATION_SECONDS:  # NaN fails this too
+        raise InputError(
+            f"input '{name}' must be above 0 and at most {MAX_GENERATION_SECONDS:.0f} s (or unset, to derive it from "
+            f"the text); got {max_seconds}"
+        )
+    return seconds
+
+
+def check_edit_request(
+    edit_type, option, transcript: str, new_text
+) -> tuple[EditType, str | None, str]:
+    """An edit's type, option and texts checked together: (the type, its option or None, the new text).
+
+    ``transcript`` is the edited recording's (already checked) text; the new text is stripped.
+    """
+    kind, option = check_edit(edit_type, option)
+    if kind.needs_audio_text and not transcript:
+        raise InputError(
+            f"the {kind.name} edit needs the transcript of the recording; write it in the Encode transcript"
+        )
+    new_text = text_input(new_text, "new_text")
+    if kind.needs_new_text:
+        if not new_text:
+            raise InputError(
+                "input 'new_text' is empty: a paralinguistic edit needs the new text, with tags such as [Laughter] "
+                "where the sounds go"
+            )
+        warn_untagged_paralinguistic(new_text)
+    return kind, option, new_text

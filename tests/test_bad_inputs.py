@@ -261,7 +261,7 @@ EDIT_CASES = {
         then=_edit("paralinguistic", new_text="Please call Stella."),
         warns=r"input 'new_text' of a paralinguistic edit: it has no tag"),
     "option left over on vad": Case(then=_edit("vad", "happy")),
-    "iterate 0 passes": Case(then=_iterate(0), error=r"edit passes \(iterations\) must be between 1"),
+    "iterate 0 passes": Case(then=_iterate(0), error=r"edit passes \(input 'iterations'\) must be between 1"),
     "iterate unknown mode": Case(
         then=_iterate(1, "sideways"), error=r"StepAudio Edit \(iterate\): iteration mode \(input 'mode'\) must be"),
     "iterate a batch": Case(
@@ -321,13 +321,13 @@ def test_loader_matrix(env, make, error, tmp_path):
 
 
 def test_prompt_cache_is_bounded_by_size(env, monkeypatch):
-    pipeline = env.module("pipeline")
+    nbytes = env.module("prompt_cache").prompt_nbytes
     first = env.encode(env.audio(seconds=2.0))[0]
-    monkeypatch.setattr(pipeline, "PROMPT_CACHE_BYTES", int(2.5 * pipeline._nbytes(first)))
+    monkeypatch.setattr(env.model.prompts, "max_bytes", int(2.5 * nbytes(first)))
     prompts = [env.encode(env.audio(seconds=2.0, channels=c))[0] for c in (2, 3, 4)]
-    cached = list(env.model._prompts.values())
+    cached = env.model.prompts.prompts()
     assert cached[-2:] == prompts[-2:] and first not in cached
-    assert sum(pipeline._nbytes(p) for p in cached) <= pipeline.PROMPT_CACHE_BYTES
+    assert env.model.prompts.nbytes <= env.model.prompts.max_bytes
 
 
 def test_an_iteration_whose_result_cannot_be_encoded_says_which_pass(env, monkeypatch):
@@ -417,7 +417,7 @@ def test_fuzz_text(env, text, transcript):
 
 def test_output_that_leaves_the_audio_pattern_is_refused(env):
     gen = env.module("lm.generate")
-    lm = env.model.component("lm")
+    lm = env.model.components.lm
     ids = list(range(100, 160))
     with pytest.raises(env.module("errors").InputError, match="not a well-formed audio-token stream"):
         gen.generate_audio_codes(lm, ids, 20, gen.Sampling(structured=False), torch.Generator().manual_seed(0))
@@ -450,7 +450,7 @@ class NeverStops(torch.nn.Module):
 
 def test_generation_that_never_stops_ends_at_its_budget(env):
     gen = env.module("lm.generate")
-    model = NeverStops(env.model.component("lm").config)
+    model = NeverStops(env.model.components.lm.config)
     free = gen.generate_ids(model, [1, 2], 23, gen.Sampling(greedy=True, structured=False))
     assert len(free) == 23 and 3 not in free
     structured = gen.generate_ids(model, [1, 2], 23, gen.Sampling(greedy=True))
@@ -496,12 +496,12 @@ OOM_SITES = {
 @pytest.mark.parametrize("site", OOM_SITES.values(), ids=OOM_SITES.keys())
 def test_out_of_memory_frees_what_it_held_and_the_next_run_works(env, site, monkeypatch):
     component, path, method, fail_at, run = site
-    module = env.model.component(component)
+    module = getattr(env.model.components, component)
     if path:
         module = getattr(module, path)
     prompt = env.encode(env.reference)
     caches = []
-    lm = env.model.component("lm")
+    lm = env.model.components.lm
     real_cache = lm.new_cache
 
     def tracked_cache(*args, **kwargs):
@@ -522,7 +522,7 @@ def test_out_of_memory_frees_what_it_held_and_the_next_run_works(env, site, monk
     monkeypatch.setattr(module, method, fail_once)
     emptied = []
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(1))
-    monkeypatch.setattr(env.model, "device", torch.device("cuda"))  # as on a GPU; the weights stay on the CPU
+    monkeypatch.setattr(env.model.components, "device", torch.device("cuda"))  # as on a GPU; the weights stay on the CPU
     with pytest.raises(env.Error) as raised:
         run(env, prompt)
     message = str(raised.value)
@@ -539,7 +539,7 @@ def test_out_of_memory_frees_what_it_held_and_the_next_run_works(env, site, monk
 
 
 def test_memory_advice_on_the_cpu(env, monkeypatch):
-    lm = env.model.component("lm")
+    lm = env.model.components.lm
     calls = []
     real = lm.forward
 
@@ -559,7 +559,7 @@ def test_other_runtime_errors_are_not_mistaken_for_memory(env, monkeypatch):
     def bug(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(env.model.component("lm"), "forward", bug)
+    monkeypatch.setattr(env.model.components.lm, "forward", bug)
     with pytest.raises(RuntimeError, match="a bug"):
         env.clone(env.encode(env.reference))
     monkeypatch.undo()
@@ -597,9 +597,9 @@ def test_two_models_and_dtypes_back_to_back(env, tmp_path):
     for (tokens, wav), (tokens_again, wav_again) in outs.values():
         assert tokens == tokens_again and torch.equal(wav, wav_again)  # each handle repeats itself exactly
     assert outs["fp32"][0][0] != outs["other"][0][0]  # other weights, other tokens: no handle served another's
-    assert env.model.component("lm").lm_head.weight.dtype == torch.float32
-    assert bf16.component("lm").lm_head.weight.dtype == torch.bfloat16
-    assert env.model.component("decoder") is not bf16.component("decoder")
+    assert env.model.components.lm.lm_head.weight.dtype == torch.float32
+    assert bf16.components.lm.lm_head.weight.dtype == torch.bfloat16
+    assert env.model.components.decoder is not bf16.components.decoder
 
 
 def test_a_failed_run_leaves_no_trace_in_the_next(env):
@@ -622,14 +622,14 @@ def test_a_failed_run_leaves_no_trace_in_the_next(env):
 def test_threads_sharing_a_handle_load_each_component_once(env):
     handle = env.module("pipeline").StepAudioEditX(env.bundle, device="cpu", dtype="fp32")
     loads = []
-    real = handle._build
+    real = handle.components._build
 
     def slow_build(name):
         loads.append(name)
         time.sleep(0.2)  # wide enough for the other thread to arrive while this one loads
         return real(name)
 
-    handle._build = slow_build
+    handle.components._build = slow_build
     wav = env.reference["waveform"][0]
     results, errors = {}, []
 
@@ -647,7 +647,7 @@ def test_threads_sharing_a_handle_load_each_component_once(env):
     assert not errors, errors
     assert sorted(loads) == ["decoder", "tokenizer"]
     assert results[0].tokens == results[1].tokens and len(results) == 3
-    assert len(handle._prompts) == 2
+    assert len(handle.prompts) == 2
 
 
 def test_no_state_is_shared_between_handles(env):

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from stepaudio_core.codes import AUDIO_ID_OFFSET, GROUP, pattern_error
+from stepaudio_core.edits import EDIT_TYPES
 from stepaudio_core.errors import InputError
 from stepaudio_core.lm.generate import (
     Sampling,
@@ -116,7 +117,7 @@ def _well_formed(codes: list[int]) -> bool:
 
 def test_structured_decoding_yields_whole_groups(tiny):
     model, tok, _ = tiny
-    prompt = edit_prompt_ids(tok, "emotion", "happy", "Hello there", [1, 2, 1030, 1031, 1032] * 3)
+    prompt = edit_prompt_ids(tok, EDIT_TYPES["emotion"], "happy", "Hello there", [1, 2, 1030, 1031, 1032] * 3)
     for seed in range(4):
         ticks: list[tuple[int, int]] = []
         codes = generate_audio_codes(
@@ -166,11 +167,12 @@ def test_lm_imports_nothing_from_transformers(tmp_path):
         torch.set_num_threads(1)
         from pathlib import Path
         from stepaudio_core.lm import (TextTokenizer, Sampling, edit_prompt_ids, generate_audio_codes, load_step1)
+        from stepaudio_core.edits import EDIT_TYPES
         from stepaudio_core.lm.testing import write_tiny_lm
         folder = write_tiny_lm(Path({str(tmp_path)!r}))
         tok = TextTokenizer(folder / "tokenizer.model")
         model = load_step1(folder, dtype=torch.float32)
-        prompt = edit_prompt_ids(tok, "style", "whisper", "Hi there", [0, 1, 1024, 1025, 1026])
+        prompt = edit_prompt_ids(tok, EDIT_TYPES["style"], "whisper", "Hi there", [0, 1, 1024, 1025, 1026])
         codes = generate_audio_codes(model, prompt, 11, generator=torch.Generator().manual_seed(0))
         assert len(codes) % 5 == 0, codes
         bad = sorted(m for m in sys.modules if m.split(".")[0] in ("transformers", "bitsandbytes"))

@@ -26,6 +26,7 @@ from stepaudio_core.lm.prompts import (
 )
 from stepaudio_core.lm.testing import tiny_sentencepiece_model
 from stepaudio_core.lm.text_tokenizer import TextTokenizer
+from stepaudio_core.validate import check_edit_request
 from tests.paths import FIXTURES, shared_file
 
 STRINGS = json.loads((FIXTURES / "prompts" / "prompt_strings.json").read_text(encoding="utf-8"))
@@ -74,7 +75,7 @@ def test_audio_token_string_from_codes():
 @pytest.mark.parametrize("entry", STRINGS["edit"], ids=lambda e: f"{e['edit_type']}-{e['edit_info']}")
 def test_edit_strings_equal_reference(entry):
     fixed = STRINGS["fixed_inputs"]
-    instruction = edit_instruction(entry["edit_type"], entry["edit_info"], fixed[AUDIO_TEXT_KEY], entry["text"])
+    instruction = edit_instruction(EDIT_TYPES[entry["edit_type"]], entry["edit_info"], fixed[AUDIO_TEXT_KEY], entry["text"])
     assert instruction == entry["instruction"]
     calls = entry["encode_calls"]
     assert calls["ENC#0"] == "system\n" + EDIT_SYSTEM_PROMPT
@@ -111,15 +112,16 @@ def test_language_tags():
 
 
 def test_bad_edit_inputs_are_explained():
+    # The facade checks an edit's type, option and texts once, before any prompt is built.
     with pytest.raises(InputError, match="unknown edit type"):
-        edit_instruction("pitch", None, "hi")
+        check_edit_request("pitch", None, "hi", None)
     with pytest.raises(InputError, match="not an option of edit type"):
-        edit_instruction("style", "happy", "hi")
+        check_edit_request("style", "happy", "hi", None)
     with pytest.raises(InputError, match="transcript"):
-        edit_instruction("emotion", "sad", "   ")
+        check_edit_request("emotion", "sad", "", None)
     with pytest.raises(InputError, match="new text"):
-        edit_instruction("paralinguistic", None, "hi", "")
-    assert edit_instruction("denoise", None, "").startswith("Remove any noise")
+        check_edit_request("paralinguistic", None, "hi", "   ")
+    assert edit_instruction(EDIT_TYPES["denoise"], None, "").startswith("Remove any noise")
 
 
 def test_real_tokenizer_ids_equal_reference(real_tok):
@@ -129,7 +131,7 @@ def test_real_tokenizer_ids_equal_reference(real_tok):
         assert ids == entry["ids"], entry["target_text"]
     for entry in IDS["edit"]:
         kind, option = entry["edit_type"], entry["edit_info"]
-        ids = edit_prompt_ids(real_tok, kind, option, entry["audio_text"], codes, entry["text"])
+        ids = edit_prompt_ids(real_tok, EDIT_TYPES[kind], option, entry["audio_text"], codes, entry["text"])
         assert ids == entry["ids"], (entry["edit_type"], entry["edit_info"])
         assert ids[:129] == EDIT_SYSTEM_BLOCK
 
@@ -151,22 +153,21 @@ def test_framing_b_drops_inner_bos_and_the_instruction_prefix_space(real_tok):
         b = clone_prompt_ids(real_tok, entry["speaker"], entry["prompt_text"], codes, entry["target_text"], framing="B")
         assert b == [a[0]] + [i for i in a[1:] if i != 1]
     for entry in IDS["edit"]:
-        a = edit_prompt_ids(real_tok, entry["edit_type"], entry["edit_info"], entry["audio_text"], codes, entry["text"])
-        b = edit_prompt_ids(
-            real_tok, entry["edit_type"], entry["edit_info"], entry["audio_text"], codes, entry["text"], framing="B"
+        a = edit_prompt_ids(real_tok, EDIT_TYPES[entry["edit_type"]], entry["edit_info"], entry["audio_text"], codes, entry["text"])
+        b = edit_prompt_ids(real_tok, EDIT_TYPES[entry["edit_type"]], entry["edit_info"], entry["audio_text"], codes, entry["text"], framing="B"
         )
         a_wo_bos = [a[0]] + [i for i in a[1:] if i != 1]
         first = a_wo_bos.index(78, a_wo_bos.index(4623)) + 1  # the instruction's first id, after "▁human\n"
         assert b == a_wo_bos[:first] + [plain[a_wo_bos[first]]] + a_wo_bos[first + 1 :]
     with pytest.raises(InputError, match="framing"):
-        edit_prompt_ids(real_tok, "vad", None, "", codes, framing="C")
+        edit_prompt_ids(real_tok, EDIT_TYPES["vad"], None, "", codes, framing="C")
 
 
 def test_bad_prompt_codes(real_tok):
     with pytest.raises(InputError, match="no audio tokens"):
-        edit_prompt_ids(real_tok, "vad", None, "", [])
+        edit_prompt_ids(real_tok, EDIT_TYPES["vad"], None, "", [])
     with pytest.raises(InputError, match="0..5119"):
-        edit_prompt_ids(real_tok, "vad", None, "", [0, 1, 5120])
+        edit_prompt_ids(real_tok, EDIT_TYPES["vad"], None, "", [0, 1, 5120])
 
 
 def test_tiny_tokenizer_has_the_release_layout(tmp_path):
@@ -177,7 +178,7 @@ def test_tiny_tokenizer_has_the_release_layout(tmp_path):
     tok = TextTokenizer(tmp_path / "tokenizer.model")
     assert len(tok) == 74752
     assert tok.sp.PieceToId("<audio_0>") == 65536 and tok.sp.PieceToId("<audio_9215>") == 74751
-    ids = edit_prompt_ids(tok, "emotion", "happy", "Hello", [5, 7, 1024, 1025, 5119])
+    ids = edit_prompt_ids(tok, EDIT_TYPES["emotion"], "happy", "Hello", [5, 7, 1024, 1025, 5119])
     assert ids[:2] == [1, 4] and ids.count(3) == 2 and ids.count(4) == 3  # three turns
     assert [65541, 65543, 66560, 66561, 70655] == [i for i in ids if i >= AUDIO_ID_OFFSET]
     assert tok.decode(tok.encode("Make the following audio more happy.")) == "Make the following audio more happy."

@@ -11,6 +11,7 @@ import random
 import pytest
 import torch
 
+from stepaudio_core.edits import EDIT_TYPES
 from stepaudio_core.errors import InputError
 from stepaudio_core.lm.generate import (
     Sampling,
@@ -115,7 +116,7 @@ def test_block_decoding_equals_the_plain_loop_on_the_reference_fixture(model, go
 @pytest.mark.parametrize("check_every", [3, 8])
 def test_block_decoding_equals_the_plain_loop_with_structured_decoding(tiny, check_every):
     model, tok = tiny
-    prompt = edit_prompt_ids(tok, "emotion", "happy", "Hello there", [1, 2, 1030, 1031, 1032] * 3)
+    prompt = edit_prompt_ids(tok, EDIT_TYPES["emotion"], "happy", "Hello there", [1, 2, 1030, 1031, 1032] * 3)
     budget = max_new_tokens_for(0.5)
     for seed in range(6):
         plain = _run(model, prompt, budget, Sampling(), seed, 1)
@@ -143,7 +144,7 @@ def test_cancel_inside_a_block_stops_at_the_same_token_with_the_same_generator(m
 
 def test_kv_cache_is_sized_by_the_request(tiny, monkeypatch):
     model, tok = tiny
-    prompt = edit_prompt_ids(tok, "style", "whisper", "Hi there", [0, 1, 1024, 1025, 1026] * 4)
+    prompt = edit_prompt_ids(tok, EDIT_TYPES["style"], "whisper", "Hi there", [0, 1, 1024, 1025, 1026] * 4)
     sizes = []
     new_cache = model.new_cache
     monkeypatch.setattr(model, "new_cache", lambda capacity, *a, **k: sizes.append(capacity) or new_cache(capacity))

@@ -86,11 +86,11 @@ def _replace(path: Path, content: bytes | None) -> None:
 
 
 def _load(handle: StepAudioEditX, component: str):
-    return handle.text_tokenizer if component == "text" else handle.component(component)
+    return handle.components.text_tokenizer if component == "text" else getattr(handle.components, component)
 
 
 def _loaded(handle: StepAudioEditX, component: str) -> bool:
-    return handle._text_tokenizer is not None if component == "text" else component in handle.loaded()
+    return handle.components._text_tokenizer is not None if component == "text" else component in handle.loaded()
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -143,7 +143,7 @@ def test_index_without_shards_and_files_that_survive(bundle, tiny_bundle):
     for rel, how in SURVIVES:
         _replace(bundle / rel, DAMAGE[how]((tiny_bundle / rel).read_bytes()))
     handle = StepAudioEditX(bundle, device="cpu", dtype="fp32")
-    assert handle.component("lm") is not None and handle.component("tokenizer") is not None
+    assert handle.components.lm is not None and handle.components.tokenizer is not None
 
 
 def _json_edit(**changes):
@@ -314,7 +314,7 @@ def test_yaml_tags_that_would_run_code_do_nothing(bundle, tmp_path):
         "__set_seed1: !apply:random.seed [1986]", f"__set_seed1: !apply:os.system ['echo pwned > {marker}']")
     text += f"evil: !new:builtins.exec {{source: \"open('{marker}', 'w')\"}}\n"
     _replace(bundle / rel, text.encode())
-    assert StepAudioEditX(bundle, device="cpu").component("decoder") is not None
+    assert StepAudioEditX(bundle, device="cpu").components.decoder is not None
     assert not marker.exists()
     assert issubclass(decoder_config._Loader, yaml.SafeLoader)
 

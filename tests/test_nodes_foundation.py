@@ -39,8 +39,8 @@ print(len(nodes), ",".join(ours), ",".join(heavy) or "-")
     assert out.returncode == 0, out.stderr
     count, ours, heavy = out.stdout.split()
     assert int(count) == 6
-    # only the error types and the edit registry (plain data) load with the node definitions
-    assert ours == f"{PACK}.stepaudio_core.edits,{PACK}.stepaudio_core.errors", ours
+    # only the error types, the edit registry and the named limits (plain data) load with the node definitions
+    assert ours == f"{PACK}.stepaudio_core.edits,{PACK}.stepaudio_core.errors,{PACK}.stepaudio_core.limits", ours
     assert heavy == "-", f"heavy packages imported at start-up: {heavy}"
 
 
@@ -91,7 +91,7 @@ def _prompt_and_tokens(pack, model, seconds=1.0, groups=10, seed=0):
     core = import_module(f"{PACK}.stepaudio_core.prompt")
     g = torch.Generator().manual_seed(seed)
     wav = 0.3 * torch.randn(int(seconds * 24000), generator=g)
-    mel, speaker = model.decoder.prompt_features(wav, 24000)
+    mel, speaker = model.components.decoder.prompt_features(wav, 24000)
 
     def mixed(n):
         ids = []

@@ -32,7 +32,7 @@ def test_encode_gives_one_prompt_per_clip_and_caches(pack, model, reference, mon
     assert len(p.tokens) % 5 == 0 and len(p.tokens) > 0
     assert p.mel.shape[-1] == 80 and p.speaker.shape == (1, 192) and p.speaker_id.startswith("clone_")
     calls = []
-    tokenizer = model.component("tokenizer")
+    tokenizer = model.components.tokenizer
     monkeypatch.setattr(type(tokenizer), "encode", lambda *a, **k: calls.append(1))
     again = _encode(pack, model, reference)
     assert again[0] is p and calls == []  # served from the cache: no model work
@@ -114,7 +114,7 @@ def test_unload_models_frees_our_memory(pack, model, reference):
 
     prompt = _encode(pack, model, reference)
     pack.nodes.clone.StepAudioClone.execute(model, prompt, "Hi.", "none", 0, 0.7, 1.0)
-    placer = model.placer
+    placer = model.components.placer
     assert set(placer.patchers) == {"tokenizer", "decoder", "lm"}
     assert placer.loaded_bytes() > 0
     mm.unload_all_models()

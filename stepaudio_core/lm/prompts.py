@@ -17,7 +17,7 @@ import torch
 
 from ..codes import MIXED_CODES, audio_token_string
 from ..edits import EDIT_TYPES as EDIT_TYPES  # re-exported: callers may read the registry from here
-from ..edits import LANGUAGE_TAGS, check_edit
+from ..edits import LANGUAGE_TAGS, EditType
 from ..errors import InputError
 from .text_tokenizer import BOS, BOT, EOT, TextTokenizer
 
@@ -38,22 +38,14 @@ CLONE_SYSTEM_TEMPLATE = (
 FRAMINGS = ("A", "B")
 
 
-def edit_instruction(edit_type: str, option: str | None, audio_text: str, new_text: str | None = None) -> str:
+def edit_instruction(kind: EditType, option: str | None, audio_text: str, new_text: str | None = None) -> str:
     """The user instruction of an edit, as the reference builds it (quirks kept, docs lm.md 5.2).
 
+    The type, option and texts were checked by the facade (``validate.check_edit_request``);
     ``option`` is ignored for types without options (vad, denoise, paralinguistic).
     """
-    t, option = check_edit(edit_type, option)
+    edit_type = kind.name
     audio_text = (audio_text or "").strip()
-    if t.needs_audio_text and not audio_text:
-        raise InputError(
-            f"the {edit_type} edit needs the transcript of the audio being edited; give the prompt's text"
-        )
-    if t.needs_new_text and not (new_text or "").strip():
-        raise InputError(
-            "the paralinguistic edit needs the new text: the transcript with tags such as [Laughter] or "
-            "[Breathing] written where the sounds belong"
-        )
     if edit_type in ("emotion", "speed"):
         if option == "remove":
             return f"Remove any emotion in the following audio and the reference text is: {audio_text}\n"
@@ -132,7 +124,7 @@ def clone_prompt_ids(
 
 def edit_prompt_ids(
     tok: TextTokenizer,
-    edit_type: str,
+    kind: EditType,
     option: str | None,
     audio_text: str,
     prompt_codes: Sequence[int],
@@ -140,7 +132,7 @@ def edit_prompt_ids(
     framing: str = "A",
 ) -> list[int]:
     """Prompt ids of an edit of the audio whose mixed codes are ``prompt_codes``."""
-    instruction = edit_instruction(edit_type, option, audio_text, new_text)
+    instruction = edit_instruction(kind, option, audio_text, new_text)
     user = instruction + "\n" + audio_token_string(_checked(prompt_codes)) + "\n"
     if _framing(framing) == "B":
         return _chat(tok, EDIT_SYSTEM_PROMPT, user)

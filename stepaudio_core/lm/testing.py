@@ -99,7 +99,7 @@ def tiny_sentencepiece_model() -> bytes:
     text, tagged = "The quick brown fox jumps over the lazy dog.", "Hello [Laughter] there."
     for t in EDIT_TYPES.values():
         for option in t.options or (None,):
-            lines += edit_instruction(t.name, option, text, tagged).splitlines()
+            lines += edit_instruction(t, option, text, tagged).splitlines()
     lines += ["Hello there, this is my reference voice.", "Please call Stella.", *PARALINGUISTIC_TAGS]
     buf = io.BytesIO()
     spm.SentencePieceTrainer.train(

@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from stepaudio_core import budgets
 from stepaudio_core.codes import GROUP
 from stepaudio_core.lm.generate import max_new_tokens_for
-from stepaudio_core.longform import split_text, spoken_units
+from stepaudio_core.longform import split_text
 from tests.conftest import FIXTURES, ROOT
 from tests.e2e.comfy_server import PACK_FOLDER, messages
 from tests.e2e.workflow_api import api_node, pick_offered, to_api, widget_slots
@@ -196,8 +197,8 @@ def decoded_max(budget: float) -> float:
 
 
 def edit_max(seconds: float) -> float:
-    """The longest result of one edit pass of ``seconds`` of audio (the pipeline's budget: 2.5x + 5 s, <= 90 s)."""
-    return decoded_max(min(90.0, 2.5 * seconds + 5.0))
+    """The longest result of one edit pass of ``seconds`` of audio, from the pipeline's own budget rule."""
+    return decoded_max(budgets.edit_seconds(seconds))
 
 
 def widget_value(prompt: dict, node_id: str, name: str):
@@ -229,7 +230,7 @@ def max_seconds(prompt: dict, source: list) -> list[float]:
     if kind == "StepAudioClone":
         cap = widget_value(prompt, node_id, "max_seconds")
         pieces = split_text(widget_value(prompt, node_id, "text"))
-        return [sum(decoded_max(cap or min(90.0, 3.0 + spoken_units(p) / 6.0)) for p in pieces)]
+        return [sum(decoded_max(budgets.clone_seconds(p, cap)) for p in pieces)]
     if kind == "StepAudioEdit":
         return [edit_max(upstream("prompt"))]
     if kind == "StepAudioEditIterate":
@@ -322,7 +323,7 @@ def test_example_workflow_runs_and_saves_audio(comfy_server, object_info, models
                 pieces = split_text(text)
                 if len(pieces) > 1:  # longform: a run to budget outlasts any one piece, so the text was split
                     cap = tokens_from["inputs"]["max_seconds"]
-                    longest = max(decoded_max(cap or min(90.0, 3.0 + spoken_units(p) / 6.0)) for p in pieces)
+                    longest = max(decoded_max(budgets.clone_seconds(p, cap)) for p in pieces)
                     assert clips[node_id][0][0].shape[0] / SAMPLE_RATE > longest, (
                         "the long text was not split into pieces (or the tiny model stopped a piece early)")
 
