@@ -13,22 +13,16 @@ initializers, Constant and Identity nodes. The sizes come from the same nodes.
 from __future__ import annotations
 
 import io
-import json
 import os
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
-from google.protobuf.message import DecodeError
-from onnx import numpy_helper
 from torch import nn
 
-from ..checkpoint import check_model_file, load_strict
-from ..convert_cache import cached_conversion
-from ..errors import ModelFileError
+from ..checkpoint import check_model_file
+from ..onnx_weights import OnnxGraph, load_converted
 from .campplus import BatchNorm, CAMPPlus, CAMPPlusDims
 
 WHAT = "CAM++ speaker model (campplus.onnx)"
@@ -41,48 +35,15 @@ def _scope(module_name: str) -> str:
     return "/" + "/".join(f"{parts[i - 1]}.{p}" if p.isdigit() else p for i, p in enumerate(parts))
 
 
-class _Graph:
+FIX = (
+    "It is not the CAM++ export of the Step-Audio-EditX release, or it is damaged; download "
+    "CosyVoice-300M-25Hz/campplus.onnx again."
+)
+
+
+class _Graph(OnnxGraph):
     def __init__(self, path: Path):
-        self.path = path
-        try:
-            model = onnx.load(str(path))
-        except (DecodeError, OSError, ValueError, RuntimeError) as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelFileError(
-                f"{WHAT} at {path} is truncated or corrupt ({reason}). Delete it and download it again."
-            ) from None
-        graph = model.graph
-        self.nodes = {n.name: n for n in graph.node}
-        self.producers = {out: n for n in graph.node for out in n.output}
-        self.initializers = {t.name: t for t in graph.initializer}
-        self.inputs = [i for i in graph.input if i.name not in self.initializers]
-
-    def error(self, problem: str) -> ModelFileError:
-        return ModelFileError(
-            f"{WHAT} at {self.path}: {problem}. It is not the CAM++ export of the Step-Audio-EditX release, "
-            "or it is damaged; download CosyVoice-300M-25Hz/campplus.onnx again."
-        )
-
-    def node(self, name: str, op: str) -> onnx.NodeProto:
-        node = self.nodes.get(name)
-        if node is None or node.op_type != op:
-            raise self.error(f"the graph has no {op} node named '{name}'")
-        return node
-
-    def value(self, name: str) -> torch.Tensor:
-        """The constant tensor behind a node input: an initializer, a Constant, or an Identity of one."""
-        if name in self.initializers:
-            array = numpy_helper.to_array(self.initializers[name])
-        else:
-            producer = self.producers.get(name)
-            if producer is not None and producer.op_type == "Identity":
-                return self.value(producer.input[0])
-            if producer is None or producer.op_type != "Constant" or producer.attribute[0].name != "value":
-                raise self.error(f"input '{name}' is not a stored tensor")
-            array = numpy_helper.to_array(producer.attribute[0].t)
-        if not np.issubdtype(array.dtype, np.floating):
-            raise self.error(f"tensor '{name}' holds {array.dtype}, not floating-point weights")
-        return torch.from_numpy(np.array(array, dtype=np.float32))
+        super().__init__(path, WHAT, FIX)
 
     def conv_weight(self, scope: str) -> torch.Tensor:
         return self.value(self.node(f"{scope}/Conv", "Conv").input[1])
@@ -111,13 +72,9 @@ class _Graph:
         )
 
 
-def _attributes(node: onnx.NodeProto) -> dict:
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _read_conv(graph: _Graph, name: str, conv: nn.Conv1d | nn.Conv2d, out: dict[str, torch.Tensor]) -> None:
     node = graph.node(f"{_scope(name)}/Conv", "Conv")
-    attrs, nd = _attributes(node), len(conv.stride)
+    attrs, nd = graph.attributes(node), len(conv.stride)
     got = (
         tuple(attrs.get("strides", [1] * nd)), tuple(attrs.get("dilations", [1] * nd)),
         tuple(attrs.get("pads", [0] * 2 * nd)), attrs.get("group", 1),
@@ -135,7 +92,7 @@ def _read_conv(graph: _Graph, name: str, conv: nn.Conv1d | nn.Conv2d, out: dict[
 
 def _read_batchnorm(graph: _Graph, name: str, bn: BatchNorm, out: dict[str, torch.Tensor]) -> None:
     node = graph.node(f"{_scope(name)}/BatchNormalization", "BatchNormalization")
-    eps = _attributes(node).get("epsilon", 1e-5)
+    eps = graph.attributes(node).get("epsilon", 1e-5)
     if abs(eps - bn.eps) > 1e-9:
         raise graph.error(f"node '{node.name}' has epsilon {eps}, expected {bn.eps}")
     scale, bias, mean, var = (graph.value(i) for i in node.input[1:5])
@@ -144,19 +101,6 @@ def _read_batchnorm(graph: _Graph, name: str, bn: BatchNorm, out: dict[str, torc
     elif not (torch.all(scale == 1) and torch.all(bias == 0)):
         raise graph.error(f"node '{node.name}' scales or shifts, but CAM++'s {name} is affine-free")
     out[f"{name}.running_mean"], out[f"{name}.running_var"] = mean, var
-
-
-def _read(path: str | os.PathLike) -> tuple[CAMPPlusDims, dict[str, torch.Tensor]]:
-    """The sizes and state dict of ``path``, converted once and then served from the conversion cache."""
-    path = check_model_file(path, WHAT)
-
-    def convert():
-        dims, state = _convert(path)
-        return state, {"dims": json.dumps(asdict(dims))}
-
-    state, meta = cached_conversion(path, CONVERTER, convert)
-    dims = json.loads(meta["dims"])
-    return CAMPPlusDims(**{**dims, "block_layers": tuple(dims["block_layers"])}), state
 
 
 def _convert(path: Path) -> tuple[CAMPPlusDims, dict[str, torch.Tensor]]:
@@ -183,10 +127,7 @@ def campplus_state_dict_from_onnx(path: str | os.PathLike) -> dict[str, torch.Te
 
 def load_campplus(path: str | os.PathLike) -> CAMPPlus:
     """Build CAM++ at the sizes found in ``path`` and load its weights strictly (eval mode, CPU)."""
-    dims, state = _read(path)
-    model = CAMPPlus(dims)
-    load_strict(model, state, path, WHAT)
-    return model.eval()
+    return load_converted(path, WHAT, CONVERTER, CAMPPlusDims, _convert, CAMPPlus)
 
 
 def write_campplus_onnx(model: CAMPPlus, path: str | os.PathLike) -> None:

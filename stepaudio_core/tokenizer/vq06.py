@@ -17,22 +17,16 @@ loudest bin sets the -8 floor.
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-import onnx
 import torch
-from google.protobuf.message import DecodeError
-from onnx import helper, numpy_helper
 from torch import nn
 
-from ..checkpoint import check_model_file, load_strict
-from ..convert_cache import cached_conversion
-from ..errors import InputError, ModelFileError
+from ..checkpoint import check_model_file
+from ..errors import InputError
 from ..features import whisper_log_mel
+from ..onnx_weights import OnnxGraph, load_converted
 from .s3 import S3Dims, S3Tokenizer
 
 VQ06_FILE = "speech_tokenizer_v1.onnx"
@@ -53,67 +47,17 @@ LINEAR_SCOPES = {
 }
 
 
-class _S3Graph:
+FIX = (
+    "It is not the S3 tokenizer v1 (25 Hz) of Step-Audio-Tokenizer, or it is damaged; download "
+    "Step-Audio-Tokenizer/speech_tokenizer_v1.onnx again."
+)
+
+
+class _S3Graph(OnnxGraph):
     """The nodes and stored tensors of an S3 tokenizer export."""
 
     def __init__(self, path: Path):
-        self.path = path
-        try:
-            model = onnx.load(str(path))
-        except (DecodeError, OSError, ValueError, RuntimeError) as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelFileError(
-                f"{WHAT} at {path} is truncated or corrupt ({reason}). Delete it and download it again."
-            ) from None
-        self.nodes = {n.name: n for n in model.graph.node}
-        self.producers = {out: n for n in model.graph.node for out in n.output}
-        self.initializers = {t.name: t for t in model.graph.initializer}
-
-    def error(self, problem: str) -> ModelFileError:
-        return ModelFileError(
-            f"{WHAT} at {self.path}: {problem}. It is not the S3 tokenizer v1 (25 Hz) of Step-Audio-Tokenizer, "
-            "or it is damaged; download Step-Audio-Tokenizer/speech_tokenizer_v1.onnx again."
-        )
-
-    def node(self, name: str, op: str) -> onnx.NodeProto:
-        node = self.nodes.get(name)
-        if node is None or node.op_type != op:
-            raise self.error(f"the graph has no {op} node named '{name}'")
-        return node
-
-    def _stored(self, name: str) -> onnx.TensorProto | None:
-        """The tensor behind a node input if it is a constant (initializer, Constant, Identity of one)."""
-        if name in self.initializers:
-            return self.initializers[name]
-        producer = self.producers.get(name)
-        if producer is not None and producer.op_type == "Identity":
-            return self._stored(producer.input[0])
-        if (
-            producer is not None
-            and producer.op_type == "Constant"
-            and [a.name for a in producer.attribute] == ["value"]
-        ):
-            return producer.attribute[0].t
-        return None
-
-    def value(self, name: str) -> torch.Tensor:
-        tensor = self._stored(name)
-        if tensor is None:
-            raise self.error(f"the graph has no stored tensor '{name}'")
-        try:
-            array = numpy_helper.to_array(tensor)
-        except (ValueError, TypeError) as e:
-            raise self.error(f"tensor '{name}' cannot be read ({e})") from None
-        if not np.issubdtype(array.dtype, np.floating):
-            raise self.error(f"tensor '{name}' holds {array.dtype}, not floating-point weights")
-        return torch.from_numpy(np.array(array, dtype=np.float32))
-
-    def weight_of(self, node_name: str, op: str) -> torch.Tensor:
-        """The single stored input of a node (the weight of a MatMul, the bias of an Add)."""
-        stored = [i for i in self.node(node_name, op).input if self._stored(i) is not None]
-        if len(stored) != 1:
-            raise self.error(f"node '{node_name}' has {len(stored)} stored inputs, expected 1")
-        return self.value(stored[0])
+        super().__init__(path, WHAT, FIX)
 
     def codebook(self) -> torch.Tensor:
         """(n_codes, n_state): the matrix of the codebook's x @ E node, stored (n_state, n_codes)."""
@@ -122,7 +66,7 @@ class _S3Graph:
 
 def _conv(graph: _S3Graph, name: str, conv: nn.Conv1d, out: dict[str, torch.Tensor]) -> None:
     node = graph.node(f"/{name}/Conv", "Conv")
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    attrs = graph.attributes(node)
     got = (list(attrs.get("strides", [1])), list(attrs.get("pads", [0, 0])), list(attrs.get("dilations", [1])))
     want = (list(conv.stride), list(conv.padding) * 2, list(conv.dilation))
     if got != want or attrs.get("group", 1) != 1:
@@ -136,7 +80,7 @@ def _conv(graph: _S3Graph, name: str, conv: nn.Conv1d, out: dict[str, torch.Tens
 
 def _layer_norm(graph: _S3Graph, i: int, name: str, ln: nn.LayerNorm, out: dict[str, torch.Tensor]) -> None:
     node = graph.node(f"/blocks.{i}/{name}/LayerNormalization", "LayerNormalization")
-    eps = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "epsilon"), 1e-5)
+    eps = graph.attributes(node).get("epsilon", 1e-5)
     if abs(eps - ln.eps) > 1e-9:
         raise graph.error(f"node '{node.name}' has epsilon {eps}, expected {ln.eps}")
     if len(node.input) != 3:
@@ -192,17 +136,7 @@ class VQ06Tokenizer(nn.Module):
     @classmethod
     def from_onnx(cls, path: str | os.PathLike) -> VQ06Tokenizer:
         """Build and load from the ONNX export; the conversion is cached beside it (``convert_cache``)."""
-        path = check_model_file(path, WHAT)
-
-        def convert():
-            dims, state = read_s3_onnx(path)
-            return state, {"dims": json.dumps(asdict(dims))}
-
-        state, meta = cached_conversion(path, CONVERTER, convert)
-        dims = S3Dims(**json.loads(meta["dims"]))
-        model = S3Tokenizer(dims)
-        load_strict(model, state, path, WHAT)
-        return cls(model).eval()
+        return cls(load_converted(path, WHAT, CONVERTER, S3Dims, read_s3_onnx, S3Tokenizer)).eval()
 
     @torch.inference_mode()
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
