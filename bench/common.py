@@ -29,7 +29,7 @@ from stepaudio_core.decoder.hift import HiFTGenerator
 from stepaudio_core.decoder.token2wav import Decoder
 from stepaudio_core.lm.config import Step1Config
 from stepaudio_core.lm.model import Step1ForCausalLM
-from stepaudio_core.testing import randomize_
+from stepaudio_core.testing.random_weights import randomize_
 from stepaudio_core.tokenizer.audio_tokenizer import AudioTokenizer
 from stepaudio_core.tokenizer.frontend import FrontendConfig
 from stepaudio_core.tokenizer.paraformer import ParaformerConfig
@@ -59,7 +59,7 @@ def random_lm(
     device: torch.device, dtype: torch.dtype = torch.float32, layers: int | None = None, vocab: int | None = None,
     seed: int = 0,
 ) -> Step1ForCausalLM:
-    """The Step1 LM at the released width, random N(0, 1/fan_in) weights drawn on ``device``, unit norms.
+    """The Step1 LM at the released width, random weights drawn on ``device`` (``testing.random_weights``).
 
     ``layers`` and ``vocab`` shorten the model (released: 32 layers, 74752 ids); nothing else changes.
     """
@@ -71,14 +71,8 @@ def random_lm(
     with torch.device("meta"):
         model = Step1ForCausalLM(Step1Config(**values))
     model = model.to(dtype).to_empty(device=device).eval().requires_grad_(False)
-    g = torch.Generator(device=device).manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.fill_(1.0)
-            else:
-                p.normal_(0.0, p.shape[-1] ** -0.5, generator=g)  # in place: no second copy of 14 GB
-    return model
+    # drawn tensor by tensor into the allocated weights: never a second copy of 14 GB
+    return randomize_(model, torch.Generator(device=device).manual_seed(seed))
 
 
 def random_tokenizer(device: torch.device, seed: int = 0) -> AudioTokenizer:

@@ -147,18 +147,16 @@ def kv_cache_mib(lm, capacity: int) -> float:
 
 
 def build_random(args, device: torch.device, dtype: torch.dtype, workdir: Path):
-    from stepaudio_core.lm.testing import tiny_sentencepiece_model
+    from stepaudio_core.testing.lm import tiny_sentencepiece_model
 
     tokenizer = random_tokenizer(device)
     decoder = random_decoder(device)
     if args.quantization == "none":
         lm = random_lm(device, dtype, layers=args.lm_layers)
     else:
-        from stepaudio_core.lm.load import _bitsandbytes, _quantize_layers
+        from stepaudio_core.lm.load import quantize_
 
-        bnb = _bitsandbytes(args.quantization, device)
-        lm = random_lm(torch.device("cpu"), dtype, layers=args.lm_layers)
-        _quantize_layers(bnb, lm, args.quantization, device, dtype)
+        lm = quantize_(random_lm(torch.device("cpu"), dtype, layers=args.lm_layers), args.quantization, device, dtype)
     with torch.no_grad():
         lm.lm_head.weight[EOT].zero_()  # random weights never stop by themselves: the stop id can never win top-k
     path = args.text_tokenizer

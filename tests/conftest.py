@@ -61,8 +61,16 @@ def pack(comfy):
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory):
     """A complete tiny model folder in the real layout, written once per test session."""
-    from stepaudio_core.testing import write_tiny_bundle
+    from stepaudio_core.testing.bundle import write_tiny_bundle
 
     out = tmp_path_factory.mktemp("bundle")
     write_tiny_bundle(out)
     return out
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, tiny_bundle):
+    """The pack with one model handle on the tiny bundle, its nodes called as ComfyUI calls them (tests.node_env)."""
+    from tests.node_env import env_for
+
+    yield from env_for(tmp_path_factory, tiny_bundle)

@@ -12,9 +12,10 @@ from onnx import numpy_helper
 from safetensors.torch import load_file
 
 from stepaudio_core.decoder.campplus import CAMPPlus, CAMPPlusDims, speaker_embedding
-from stepaudio_core.decoder.campplus_onnx import campplus_state_dict_from_onnx, load_campplus, write_campplus_onnx
+from stepaudio_core.decoder.campplus_onnx import campplus_state_dict_from_onnx, load_campplus
 from stepaudio_core.errors import InputError, ModelFileError
-from stepaudio_core.testing import randomize_
+from stepaudio_core.testing.decoder import write_campplus_onnx
+from stepaudio_core.testing.random_weights import randomize_
 from tests.paths import FIXTURES, shared_file
 
 TINY = CAMPPlusDims(embedding_size=24, growth_rate=8, bn_size=2, init_channels=16, m_channels=4, block_layers=(2, 3, 2))

@@ -15,9 +15,10 @@ from stepaudio_core import convert_cache
 from stepaudio_core.convert_cache import CACHE_ENV, cache_paths, cached_conversion
 from stepaudio_core.decoder.campplus import CAMPPlus, CAMPPlusDims
 from stepaudio_core.decoder.campplus_onnx import CONVERTER as CAMPPLUS_CONVERTER
-from stepaudio_core.decoder.campplus_onnx import load_campplus, write_campplus_onnx
-from stepaudio_core.testing import randomize_
-from stepaudio_core.tokenizer.testing import tiny_s3_state, write_s3_onnx
+from stepaudio_core.decoder.campplus_onnx import load_campplus
+from stepaudio_core.testing.decoder import write_campplus_onnx
+from stepaudio_core.testing.random_weights import randomize_
+from stepaudio_core.testing.tokenizer import tiny_s3_state, write_s3_onnx
 from stepaudio_core.tokenizer.vq06 import CONVERTER as S3_CONVERTER
 from stepaudio_core.tokenizer.vq06 import VQ06Tokenizer
 

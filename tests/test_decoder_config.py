@@ -6,7 +6,7 @@ import pytest
 
 from stepaudio_core.decoder.config import DecoderConfig, New, read_hyperpyyaml
 from stepaudio_core.errors import ModelFileError
-from stepaudio_core.testing import TINY_COSYVOICE_YAML
+from stepaudio_core.testing.decoder import TINY_COSYVOICE_YAML
 
 GOLDEN_YAML = Path(__file__).parent / "fixtures" / "flow" / "cosyvoice.yaml"
 

@@ -25,8 +25,8 @@ from stepaudio_core.lm.generate import (
 )
 from stepaudio_core.lm.load import load_step1
 from stepaudio_core.lm.prompts import clone_prompt_ids, edit_prompt_ids
-from stepaudio_core.lm.testing import write_tiny_lm
 from stepaudio_core.lm.text_tokenizer import TextTokenizer
+from stepaudio_core.testing.lm import write_tiny_lm
 from tests.lm_fixtures import golden, model  # noqa: F401 - pytest fixtures
 from tests.paths import FIXTURES
 
@@ -168,7 +168,7 @@ def test_lm_imports_nothing_from_transformers(tmp_path):
         from pathlib import Path
         from stepaudio_core.lm import (TextTokenizer, Sampling, edit_prompt_ids, generate_audio_codes, load_step1)
         from stepaudio_core.edits import EDIT_TYPES
-        from stepaudio_core.lm.testing import write_tiny_lm
+        from stepaudio_core.testing.lm import write_tiny_lm
         folder = write_tiny_lm(Path({str(tmp_path)!r}))
         tok = TextTokenizer(folder / "tokenizer.model")
         model = load_step1(folder, dtype=torch.float32)

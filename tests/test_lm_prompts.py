@@ -24,8 +24,8 @@ from stepaudio_core.lm.prompts import (
     edit_prompt_ids,
     with_language_tag,
 )
-from stepaudio_core.lm.testing import tiny_sentencepiece_model
 from stepaudio_core.lm.text_tokenizer import TextTokenizer
+from stepaudio_core.testing.lm import tiny_sentencepiece_model
 from stepaudio_core.validate import check_edit_request
 from tests.paths import FIXTURES, shared_file
 

@@ -26,8 +26,8 @@ from stepaudio_core.lm.generate import (
 from stepaudio_core.lm.load import load_step1
 from stepaudio_core.lm.model import StaticDecodeStep
 from stepaudio_core.lm.prompts import edit_prompt_ids
-from stepaudio_core.lm.testing import write_tiny_lm
 from stepaudio_core.lm.text_tokenizer import TextTokenizer
+from stepaudio_core.testing.lm import write_tiny_lm
 from tests.lm_fixtures import golden, model  # noqa: F401 - pytest fixtures
 from tests.paths import FIXTURES
 

@@ -24,10 +24,10 @@ from stepaudio_core.audio import prompt_audio, tokenizer_preprocess
 from stepaudio_core.codes import AudioCodes
 from stepaudio_core.errors import ModelFileError
 from stepaudio_core.features import whisper_log_mel
+from stepaudio_core.testing.tokenizer import tiny_s3_state, write_s3_onnx, write_tiny_tokenizer
 from stepaudio_core.tokenizer import AudioTokenizer
 from stepaudio_core.tokenizer.frontend import frame_count
 from stepaudio_core.tokenizer.s3 import S3Dims, S3Tokenizer
-from stepaudio_core.tokenizer.testing import tiny_s3_state, write_s3_onnx, write_tiny_tokenizer
 from stepaudio_core.tokenizer.vq06 import VQ06_FILE, VQ06Tokenizer, read_s3_onnx
 from tests.paths import FIXTURES
 
@@ -219,7 +219,7 @@ def test_runs_without_s3tokenizer_or_torchaudio(tmp_path):
         "sys.modules['s3tokenizer'] = sys.modules['torchaudio'] = None  # any import of them now fails\n"
         "import torch\n"
         "from stepaudio_core.tokenizer import AudioTokenizer\n"
-        "from stepaudio_core.tokenizer.testing import write_tiny_tokenizer\n"
+        "from stepaudio_core.testing.tokenizer import write_tiny_tokenizer\n"
         "tokenizer = AudioTokenizer.from_folder(write_tiny_tokenizer(sys.argv[1]))\n"
         "print(len(tokenizer.vq06(0.1 * torch.randn(16000, generator=torch.Generator().manual_seed(0)))))\n"
     )

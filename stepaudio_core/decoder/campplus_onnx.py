@@ -1,4 +1,4 @@
-"""Reading CAM++ weights out of ``campplus.onnx`` (and writing such files for tests).
+"""Reading CAM++ weights out of ``campplus.onnx`` (``testing.decoder`` writes such files for tests).
 
 The released file is a TorchScript-exporter ONNX graph. Initializer names are not reliable: the
 exporter folded each conv+BN pair into a new conv whose weight and bias are anonymous
@@ -12,12 +12,9 @@ initializers, Constant and Identity nodes. The sizes come from the same nodes.
 
 from __future__ import annotations
 
-import io
 import os
-import warnings
 from pathlib import Path
 
-import onnx
 import torch
 from torch import nn
 
@@ -128,38 +125,3 @@ def campplus_state_dict_from_onnx(path: str | os.PathLike) -> dict[str, torch.Te
 def load_campplus(path: str | os.PathLike) -> CAMPPlus:
     """Build CAM++ at the sizes found in ``path`` and load its weights strictly (eval mode, CPU)."""
     return load_converted(path, WHAT, CONVERTER, CAMPPlusDims, _convert, CAMPPlus)
-
-
-def write_campplus_onnx(model: CAMPPlus, path: str | os.PathLike) -> None:
-    """Export ``model`` the way the release's file was made, for the tiny CAM++ of test bundles.
-
-    TorchScript exporter, opset 13, constant folding, input "input" (batch, frames, feat_dim),
-    output "output". Node names are the module scopes as in the release, and the weights of the
-    convs that carry a folded BN get anonymous ``onnx::Conv_*`` names as there, so reading the
-    file back takes the same path as reading the release and gives identical tensors.
-    """
-    param = next(model.parameters())
-    example = torch.zeros(1, 200, model.dims.feat_dim, device=param.device, dtype=param.dtype)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        # The TorchScript exporter is deprecated in favour of the dynamo one, which names nodes differently.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            model, (example,), buffer, dynamo=False, opset_version=13, do_constant_folding=True,
-            input_names=["input"], output_names=["output"],
-            dynamic_axes={"input": {0: "batch", 1: "frames"}, "output": {0: "batch"}},
-        )
-    exported = onnx.load_from_string(buffer.getvalue())
-    # In the released topology every biased conv outside the CAM gates is a conv+BN fold.
-    folded = [
-        f"{name}.{p}"
-        for name, m in model.named_modules()
-        if isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.bias is not None and ".cam_layer." not in name
-        for p in ("weight", "bias")
-    ]
-    renames = {old: f"onnx::Conv_{i}" for i, old in enumerate(folded)}
-    for tensor in exported.graph.initializer:
-        tensor.name = renames.get(tensor.name, tensor.name)
-    for node in exported.graph.node:
-        node.input[:] = [renames.get(name, name) for name in node.input]
-    onnx.save(exported, str(path))

@@ -127,3 +127,10 @@ def _quantize_layers(bnb, model: Step1ForCausalLM, mode: str, device: torch.devi
                     q.weight = bnb.nn.Params4bit(w, requires_grad=False, quant_type="nf4", compress_statistics=True)
                 setattr(parent, name, q)
     model.to(device)  # bitsandbytes quantizes the weights as they move to the GPU
+
+
+def quantize_(model: Step1ForCausalLM, mode: str, device: str | torch.device, dtype: torch.dtype) -> Step1ForCausalLM:
+    """Quantize a model held on the CPU with bitsandbytes ("int8" or "nf4") and move it to ``device`` (CUDA)."""
+    device = torch.device(device)
+    _quantize_layers(_bitsandbytes(mode, device), model, mode, device, dtype)
+    return model

@@ -1,22 +1,25 @@
-"""Tiny, randomly initialised model folders in the real file layout.
+"""A tiny, randomly initialised ``CosyVoice-300M-25Hz/`` decoder folder in the released layout.
 
-The same loaders that read the released 8 GB download read these few-MB folders, so tests and
-example workflows exercise the real loading code end to end. Random weights make noise, not
-speech; what the tests check is shapes, lengths, determinism and the plumbing.
-
-    python -m stepaudio_core.testing tiny-bundle OUT_DIR
+``cosyvoice.yaml`` with the release's layout and class paths at small widths, ``flow.pt`` and
+``hift.pt`` as torch state dicts, and ``campplus.onnx`` exported the way the release's file was.
 """
 
 from __future__ import annotations
 
-import argparse
-import math
-import sys
+import io
+import os
+import warnings
 from pathlib import Path
 
+import onnx
 import torch
+from torch import nn
 
-from .bundle import DECODER_DIR, LM_DIR, TOKENIZER_DIR
+from ..decoder.campplus import CAMPPlus, CAMPPlusDims
+from ..decoder.config import DecoderConfig
+from ..decoder.flow import CausalMaskedDiffWithXvec
+from ..decoder.hift import HiFTGenerator
+from .random_weights import randomize_
 
 TINY_COSYVOICE_YAML = """\
 # Tiny CosyVoice-300M-25Hz configuration for tests: the released file's layout and class paths,
@@ -104,36 +107,8 @@ mel_conf:
 """
 
 
-def randomize_(module: torch.nn.Module, generator: torch.Generator) -> torch.nn.Module:
-    """Give every floating tensor a non-trivial value (zero-initialised gates would silence a DiT).
-
-    Matrices ~ U(+-1/sqrt(fan_in)); 1-D weights, scales and alphas ~ 1 + 0.1 N; other vectors ~ 0.1 N;
-    BatchNorm variances ~ U(0.5, 1.5).
-    """
-    with torch.no_grad():
-        for name, t in module.state_dict().items():
-            if not t.is_floating_point():
-                continue
-            if t.dim() >= 2:
-                bound = 1.0 / math.sqrt(max(1, t[0].numel()))
-                t.copy_(torch.rand(t.shape, generator=generator) * 2 * bound - bound)
-            elif name.endswith("running_var"):
-                t.copy_(0.5 + torch.rand(t.shape, generator=generator))
-            elif name.endswith(("weight", "alpha", "original0")):
-                t.copy_(1 + 0.1 * torch.randn(t.shape, generator=generator))
-            else:
-                t.copy_(0.1 * torch.randn(t.shape, generator=generator))
-    return module
-
-
 def write_tiny_decoder(folder: Path, seed: int = 0) -> Path:
     """Write ``CosyVoice-300M-25Hz/`` (cosyvoice.yaml, flow.pt, hift.pt, campplus.onnx) into ``folder``."""
-    from .decoder.campplus import CAMPPlus, CAMPPlusDims
-    from .decoder.campplus_onnx import write_campplus_onnx
-    from .decoder.config import DecoderConfig
-    from .decoder.flow import CausalMaskedDiffWithXvec
-    from .decoder.hift import HiFTGenerator
-
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "cosyvoice.yaml").write_text(TINY_COSYVOICE_YAML, encoding="utf-8")
     cfg = DecoderConfig.from_yaml(folder / "cosyvoice.yaml")
@@ -146,33 +121,36 @@ def write_tiny_decoder(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def write_tiny_bundle(out_dir: str | Path, seed: int = 0) -> Path:
-    """Write a complete tiny model folder (what ``models/step_audio_editx`` holds) into ``out_dir``.
+def write_campplus_onnx(model: CAMPPlus, path: str | os.PathLike) -> None:
+    """Export ``model`` the way the release's file was made, for the tiny CAM++ of test bundles.
 
-    ``Step-Audio-EditX/`` gets the LM files and ``CosyVoice-300M-25Hz/``; ``Step-Audio-Tokenizer/``
-    gets the Paraformer encoder, k-means codebook and S3 tokenizer, all in the released formats.
+    TorchScript exporter, opset 13, constant folding, input "input" (batch, frames, feat_dim),
+    output "output". Node names are the module scopes as in the release, and the weights of the
+    convs that carry a folded BN get anonymous ``onnx::Conv_*`` names as there, so reading the
+    file back takes the same path as reading the release and gives identical tensors.
     """
-    from .lm.testing import write_tiny_lm
-    from .tokenizer.testing import write_tiny_tokenizer
-
-    out_dir = Path(out_dir)
-    write_tiny_lm(out_dir, seed=seed)
-    write_tiny_decoder(out_dir / LM_DIR / DECODER_DIR, seed=seed)
-    write_tiny_tokenizer(out_dir / TOKENIZER_DIR, seed=seed)
-    return out_dir
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stepaudio_core.testing", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    tiny = sub.add_parser("tiny-bundle", help="write a tiny random model folder in the real layout")
-    tiny.add_argument("out_dir", type=Path)
-    tiny.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    path = write_tiny_bundle(args.out_dir, seed=args.seed)
-    print(f"wrote a tiny Step-Audio-EditX model folder to {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    param = next(model.parameters())
+    example = torch.zeros(1, 200, model.dims.feat_dim, device=param.device, dtype=param.dtype)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of the dynamo one, which names nodes differently.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model, (example,), buffer, dynamo=False, opset_version=13, do_constant_folding=True,
+            input_names=["input"], output_names=["output"],
+            dynamic_axes={"input": {0: "batch", 1: "frames"}, "output": {0: "batch"}},
+        )
+    exported = onnx.load_from_string(buffer.getvalue())
+    # In the released topology every biased conv outside the CAM gates is a conv+BN fold.
+    folded = [
+        f"{name}.{p}"
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.bias is not None and ".cam_layer." not in name
+        for p in ("weight", "bias")
+    ]
+    renames = {old: f"onnx::Conv_{i}" for i, old in enumerate(folded)}
+    for tensor in exported.graph.initializer:
+        tensor.name = renames.get(tensor.name, tensor.name)
+    for node in exported.graph.node:
+        node.input[:] = [renames.get(name, name) for name in node.input]
+    onnx.save(exported, str(path))

@@ -20,10 +20,11 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from .paraformer import ParaformerConfig, ParaformerEncoder
-from .s3 import S3Dims, S3Tokenizer
-from .vq02 import CODEBOOK_FILE, PARAFORMER_DIR
-from .vq06 import HEAD_DIM, VQ06_FILE
+from ..tokenizer.paraformer import ParaformerConfig, ParaformerEncoder
+from ..tokenizer.s3 import S3Dims, S3Tokenizer
+from ..tokenizer.vq02 import CODEBOOK_FILE, PARAFORMER_DIR
+from ..tokenizer.vq06 import HEAD_DIM, VQ06_FILE
+from .random_weights import random_state
 
 TINY_PARAFORMER_YAML = """\
 # Tiny Paraformer-streaming configuration for tests: the released file's layout, small widths.
@@ -82,24 +83,6 @@ tokenizer_conf:
 """
 
 
-def _uniform(g: torch.Generator, shape, fan_in: int) -> torch.Tensor:
-    bound = 1.0 / math.sqrt(fan_in)
-    return (torch.rand(shape, generator=g) * 2 - 1) * bound
-
-
-def _randomize(state: dict[str, torch.Tensor], g: torch.Generator) -> dict[str, torch.Tensor]:
-    """Matrices ~ U(+-1/sqrt(fan_in)), norm weights ~ 1 + 0.1 N, biases ~ 0.1 N."""
-    out = {}
-    for k, v in state.items():
-        if v.dim() >= 2:
-            out[k] = _uniform(g, v.shape, v[0].numel())
-        elif k.endswith("weight"):
-            out[k] = 1 + 0.1 * torch.randn(v.shape, generator=g)
-        else:
-            out[k] = 0.1 * torch.randn(v.shape, generator=g)
-    return out
-
-
 def _write_am_mvn(path: Path, shift: torch.Tensor, scale: torch.Tensor) -> None:
     def vector(v):
         return " ".join(f"{x:.6f}" for x in v.tolist())
@@ -124,10 +107,10 @@ def write_tiny_paraformer(folder: Path, g: torch.Generator, dim: int = 32, units
         model_dir / "am.mvn", -12 + 2 * torch.randn(560, generator=g), 0.33 + 0.05 * torch.rand(560, generator=g)
     )
     encoder = ParaformerEncoder(ParaformerConfig(output_size=dim, linear_units=units, num_blocks=blocks))
-    state = {f"encoder.{k}": v for k, v in _randomize(encoder.state_dict(), g).items()}
+    state = {f"encoder.{k}": v for k, v in random_state(encoder.state_dict(), g).items()}
     # The released file also holds the ASR decoder and predictor, which the tokenizer skips.
     state["decoder.embed.0.weight"] = torch.randn(16, dim, generator=g)
-    state["predictor.cif_output.weight"] = _uniform(g, (1, dim), dim)
+    state["predictor.cif_output.weight"] = random_state({"w": torch.empty(1, dim)}, g)["w"]
     state["predictor.cif_output.bias"] = torch.zeros(1)
     torch.save(state, model_dir / "model.pt")
     np.save(folder / CODEBOOK_FILE, torch.randn(1024, dim, generator=g).numpy())
@@ -273,7 +256,7 @@ def tiny_s3_state(
     dims = S3Dims(n_state=n_state, n_head=n_state // HEAD_DIM, n_layer=n_layer, n_codes=n_codes)
     state = S3Tokenizer(dims).state_dict()
     positions = state["encoder.positional_embedding"]
-    state = _randomize(state, g)
+    state = random_state(state, g)
     state["encoder.positional_embedding"] = positions
     embed = torch.nn.functional.normalize(state["quantizer._codebook.embed"], dim=1)
     state["quantizer._codebook.embed"] = embed * (0.5 + torch.rand(n_codes, 1, generator=g))

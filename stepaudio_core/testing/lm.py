@@ -21,9 +21,10 @@ from safetensors.torch import save_file
 
 from ..codes import AUDIO_ID_OFFSET
 from ..edits import EDIT_TYPES, PARALINGUISTIC_TAGS
-from .config import Step1Config
-from .model import Step1ForCausalLM
-from .prompts import CLONE_SYSTEM_TEMPLATE, EDIT_SYSTEM_PROMPT, edit_instruction
+from ..lm.config import Step1Config
+from ..lm.model import Step1ForCausalLM
+from ..lm.prompts import CLONE_SYSTEM_TEMPLATE, EDIT_SYSTEM_PROMPT, edit_instruction
+from .random_weights import random_state
 
 AUDIO_PIECES = 9216  # the release's <audio_0> .. <audio_9215>
 TINY_CONFIG = {
@@ -77,18 +78,8 @@ def write_tiny_lm(out_dir: Path, seed: int = 0) -> Path:
 
 def tiny_weights(seed: int = 0) -> dict[str, torch.Tensor]:
     """Random weights of the tiny config, drawn from ``torch.Generator(seed)`` in key order."""
-    with torch.device("meta"):
-        shapes = {k: v.shape for k, v in Step1ForCausalLM(Step1Config.from_dict(TINY_CONFIG)).state_dict().items()}
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for key, shape in shapes.items():
-        if key.endswith("norm.weight"):
-            out[key] = 1 + 0.1 * torch.randn(shape, generator=g)
-        elif key == "model.embed_tokens.weight":
-            out[key] = torch.randn(shape, generator=g)
-        else:
-            out[key] = (torch.rand(shape, generator=g) * 2 - 1) / shape[-1] ** 0.5
-    return out
+    state = Step1ForCausalLM(Step1Config.from_dict(TINY_CONFIG)).state_dict()
+    return random_state(state, torch.Generator().manual_seed(seed))
 
 
 def tiny_sentencepiece_model() -> bytes:
