@@ -170,3 +170,8 @@ def tokenizer_preprocess(
 def prompt_audio(wav: torch.Tensor) -> torch.Tensor:
     """``tts.preprocess_prompt_wav`` after loading: mono, peak capped at 0.6 (for the mel, speaker and tokens)."""
     return cap_peak(to_mono(wav))
+
+
+def pcm16_round_trip(wav: torch.Tensor) -> torch.Tensor:
+    """What writing a 16-bit WAV and reading it back does to a waveform (the reference's iteration path)."""
+    return torch.clamp(torch.round(wav * 32767.0), -32768, 32767) / 32768.0

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from . import budgets, limits, validate
+from .audio import pcm16_round_trip
 from .bundle import find_bundle
 from .components import Components, Placer
 from .device import resolve_device, resolve_dtype
@@ -27,11 +28,6 @@ from .prompt import EncodedPrompt, GeneratedTokens
 from .prompt_cache import PromptCache, content_key
 
 TokenCallback = Callable[[int, int], None]
-
-
-def _pcm16_round_trip(wav: torch.Tensor) -> torch.Tensor:
-    """What writing a 16-bit WAV and reading it back does to a waveform (the reference's iteration path)."""
-    return torch.clamp(torch.round(wav * 32767.0), -32768, 32767) / 32768.0
 
 
 class StepAudioEditX:
@@ -55,22 +51,6 @@ class StepAudioEditX:
     @property
     def sample_rate(self) -> int:
         return 24000
-
-    @property
-    def bundle(self):
-        return self.components.bundle
-
-    @property
-    def device(self) -> torch.device:
-        return self.components.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.components.dtype
-
-    @property
-    def quantization(self) -> str:
-        return self.components.quantization
 
     def loaded(self) -> dict[str, torch.nn.Module]:
         """The networks loaded so far, by name."""
@@ -282,7 +262,7 @@ class StepAudioEditX:
             if i + 1 < n_iter:
                 if mode == "audio":
                     try:
-                        current = self.encode(_pcm16_round_trip(wav)[None], self.sample_rate, tokens.text)
+                        current = self.encode(pcm16_round_trip(wav)[None], self.sample_rate, tokens.text)
                     except NotEnoughMemoryError:
                         raise
                     except InputError as e:

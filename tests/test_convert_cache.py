@@ -11,8 +11,6 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from stepaudio_core import convert_cache
-from stepaudio_core.convert_cache import CACHE_ENV, cache_paths, cached_conversion
 from stepaudio_core.decoder.campplus import CAMPPlus, CAMPPlusDims
 from stepaudio_core.decoder.campplus_onnx import CONVERTER as CAMPPLUS_CONVERTER
 from stepaudio_core.decoder.campplus_onnx import load_campplus
@@ -21,6 +19,8 @@ from stepaudio_core.testing.random_weights import randomize_
 from stepaudio_core.testing.tokenizer import tiny_s3_state, write_s3_onnx
 from stepaudio_core.tokenizer.vq06 import CONVERTER as S3_CONVERTER
 from stepaudio_core.tokenizer.vq06 import VQ06Tokenizer
+from stepaudio_core.weights import convert_cache
+from stepaudio_core.weights.convert_cache import CACHE_ENV, cache_paths, cached_conversion
 
 TINY_CAMPPLUS = CAMPPlusDims(growth_rate=8, bn_size=2, init_channels=16, m_channels=4, block_layers=(2, 2, 2))
 

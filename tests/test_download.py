@@ -71,7 +71,7 @@ def test_loader_downloads_only_when_asked(pack, monkeypatch, tiny_bundle):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
     model = loader.execute(pack.nodes.loader.NOT_FOUND, "cpu", "fp32", "none", True)[0]
     assert calls == list(REPOS.values())
-    assert str(model.bundle.root) == target
+    assert str(model.components.bundle.root) == target
 
 
 def test_quantization_needs_cuda(pack, tiny_bundle):

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoint import check_model_file
-from ..onnx_weights import OnnxGraph, load_converted
+from ..weights.checkpoint import check_model_file
+from ..weights.onnx_graph import OnnxGraph, load_converted
 from .campplus import BatchNorm, CAMPPlus, CAMPPlusDims
 
 WHAT = "CAM++ speaker model (campplus.onnx)"

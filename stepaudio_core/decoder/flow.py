@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import load_strict, load_torch_state_dict
 from ..errors import InputError, ModelFileError
+from ..weights.checkpoint import load_strict, load_torch_state_dict
 from .config import FlowConfig
 from .dit import DiT
 from .encoder import UpsampleConformerEncoderV2

@@ -21,8 +21,8 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from ..checkpoint import load_strict, load_torch_state_dict
 from ..errors import InputError
+from ..weights.checkpoint import load_strict, load_torch_state_dict
 from .config import HiFTConfig
 
 

@@ -19,8 +19,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from ..checkpoint import check_model_file, load_strict
 from ..errors import InputError, ModelFileError
+from ..weights.checkpoint import check_model_file, load_strict
 from .config import Step1Config
 from .model import Step1ForCausalLM
 

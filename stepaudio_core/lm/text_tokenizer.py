@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 import sentencepiece as spm
 
-from ..checkpoint import check_model_file
 from ..codes import AUDIO_ID_OFFSET, VQ02_CODES, VQ06_CODES
 from ..errors import ModelFileError
+from ..weights.checkpoint import check_model_file
 
 BOS = 1  # <s>
 EOT = 3  # <|EOT|>: ends a turn, and the LM's stop id

@@ -14,9 +14,9 @@ import torch
 import yaml
 from torch import nn
 
-from ..checkpoint import check_model_file, load_strict, load_torch_state_dict
 from ..codes import VQ02_CODES
 from ..errors import InputError, ModelFileError
+from ..weights.checkpoint import check_model_file, load_strict, load_torch_state_dict
 from .frontend import CHUNK_SAMPLES, Frontend, FrontendConfig, read_cmvn
 from .paraformer import EncoderStream, ParaformerConfig, ParaformerEncoder
 

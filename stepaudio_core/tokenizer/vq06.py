@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoint import check_model_file
 from ..errors import InputError
 from ..features import whisper_log_mel
-from ..onnx_weights import OnnxGraph, load_converted
+from ..weights.checkpoint import check_model_file
+from ..weights.onnx_graph import OnnxGraph, load_converted
 from .s3 import S3Dims, S3Tokenizer
 
 VQ06_FILE = "speech_tokenizer_v1.onnx"

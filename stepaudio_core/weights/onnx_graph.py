@@ -26,9 +26,9 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 from torch import nn
 
+from ..errors import ModelFileError
 from .checkpoint import check_model_file, load_strict
 from .convert_cache import cached_conversion
-from .errors import ModelFileError
 
 M = TypeVar("M", bound=nn.Module)
 

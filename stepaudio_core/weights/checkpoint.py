@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import ModelFileError
+from ..errors import ModelFileError
 
 _LFS_MAGIC = b"version https://git-lfs.github.com/spec"
 
