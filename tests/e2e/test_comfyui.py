@@ -559,7 +559,7 @@ def test_cancel_inside_clone_generation_stops_within_a_second(comfy_server, obje
     next_id = comfy_server.queue(loader_preview(object_info, models_folder, device="cpu", dtype="fp32"))
     comfy_server.wait_until_running(run_id)
     time.sleep(8.0)  # loader and encode take a few seconds on the CPU; then the clone is generating
-    started = time.monotonic()
+    started, posted_at = time.monotonic(), time.time()
     entry = None
     while entry is None:
         assert time.monotonic() - started < 30, "the clone did not stop after Cancel"
@@ -567,9 +567,13 @@ def test_cancel_inside_clone_generation_stops_within_a_second(comfy_server, obje
         deadline = time.monotonic() + 0.5
         while (entry := comfy_server.history(run_id)) is None and time.monotonic() < deadline:
             time.sleep(0.02)
-    stopped_after = time.monotonic() - started
     (interrupted,) = messages(entry, "execution_interrupted")
     assert interrupted["node_type"] == "StepAudioClone", interrupted
+    # The server stamps the interrupt message when the node stopped. /history answers later: after a
+    # prompt the worker runs a full gc.collect(), which holds the GIL for about a second on a loaded
+    # 2-core machine, so the time until /history answers measures ComfyUI's clean-up, not our Cancel.
+    stopped_after = interrupted["timestamp"] / 1000 - posted_at
     assert stopped_after <= 1.0, f"the clone took {stopped_after:.2f} s to stop after Cancel"
+    assert time.monotonic() - started < 30
     after = comfy_server.wait(next_id, timeout=120)
     assert after["status"]["status_str"] == "success"
