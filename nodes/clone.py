@@ -28,7 +28,7 @@ class StepAudioClone(io.ComfyNode):
                                 "may be written inline; polyphones can be forced with pinyin (guo4)."),
                 io.Combo.Input("language", options=["none", *LANGUAGE_TAGS], default="none",
                                tooltip="Dialect or language tag put before the text. none for Mandarin and English."),
-                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
+                io.Int.Input("seed", default=0, min=limits.SEED_MIN, max=limits.SEED_MAX, control_after_generate=True,
                              tooltip="Seeds the sampling; the same seed gives the same tokens."),
                 io.Float.Input("temperature", default=limits.DEFAULT_TEMPERATURE, min=limits.MIN_TEMPERATURE,
                                max=limits.MAX_TEMPERATURE, step=0.05,

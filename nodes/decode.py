@@ -22,7 +22,7 @@ class StepAudioDecode(io.ComfyNode):
             inputs=[
                 StepAudioModel.Input("model", tooltip="From StepAudio Model Loader."),
                 StepAudioTokens.Input("tokens", tooltip="Audio tokens from StepAudio Clone or StepAudio Edit."),
-                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
+                io.Int.Input("seed", default=0, min=limits.SEED_MIN, max=limits.SEED_MAX, control_after_generate=True,
                              tooltip="Seeds the decoder's noise; the same seed gives the same waveform."),
                 io.Int.Input("flow_steps", default=limits.DEFAULT_FLOW_STEPS, min=limits.MIN_FLOW_STEPS, max=limits.MAX_FLOW_STEPS,
                              tooltip="Euler steps of the flow decoder. 10 is the released setting; fewer is "

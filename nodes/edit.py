@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..stepaudio_core import limits
 from ..stepaudio_core.edits import EDIT_TYPES, all_options
 from .errors import user_errors
 from .progress import TokenProgress
@@ -25,7 +26,7 @@ def edit_inputs() -> list:
         io.String.Input("new_text", multiline=True, default="",
                         tooltip="paralinguistic only: the transcript with sounds inserted where they belong, e.g. "
                         "'I can't believe it [Laughter] really worked.'"),
-        io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
+        io.Int.Input("seed", default=0, min=limits.SEED_MIN, max=limits.SEED_MAX, control_after_generate=True,
                      tooltip="Seeds the sampling; the same seed gives the same tokens."),
     ]
 

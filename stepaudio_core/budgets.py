@@ -7,7 +7,7 @@ copying the formulas.
 
 from __future__ import annotations
 
-from .limits import WINDOW_SECONDS
+from .limits import SPOKEN_UNITS_PER_SECOND, WINDOW_SECONDS
 from .longform import spoken_units
 
 
@@ -16,6 +16,11 @@ def clone_seconds(piece: str, max_seconds: float | None = None) -> float:
     if max_seconds:
         return max_seconds
     return min(90.0, 3.0 + spoken_units(piece) / 6.0)  # ~6 units per second is slow speech
+
+
+def speech_seconds(text: str) -> float:
+    """About how long ``text`` takes to say: the CLI's estimate before a long clone starts."""
+    return spoken_units(text) / SPOKEN_UNITS_PER_SECOND
 
 
 def edit_seconds(recording_seconds: float) -> float:

@@ -68,10 +68,13 @@ def check_edit(edit_type: str, option: str | None) -> tuple[EditType, str | None
     t = EDIT_TYPES[edit_type]
     if not t.options:
         return t, None
+    choices = ", ".join(t.options)
     if option in (None, "", NO_OPTION):
-        raise InputError(f"edit type '{edit_type}' needs an option: one of {', '.join(t.options)}")
+        raise InputError(lambda v: f"edit type '{edit_type}' needs {v.phrase('an option')}: one of {choices}")
     if option not in t.options:
-        raise InputError(f"'{option}' is not an option of edit type '{edit_type}'; choose one of {', '.join(t.options)}")
+        raise InputError(
+            lambda v: f"{v.phrase('option: ')}'{option}' is not an option of edit type '{edit_type}'; choose one of {choices}"
+        )
     return t, option
 
 

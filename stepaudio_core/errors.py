@@ -2,8 +2,15 @@
 
 Everything a user can cause (a wrong file, odd audio, an unknown option) surfaces as a
 ``StepAudioError`` whose message says what is wrong and what to do. Nodes show that message
-as it is; anything else escaping the core is a bug.
+as it is; anything else escaping the core is a bug. An ``InputError`` may carry a ``Message``
+(vocabulary.py) so the CLI can name its flags where the nodes name their inputs.
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .vocabulary import Message, Vocabulary
 
 
 class StepAudioError(Exception):
@@ -15,7 +22,14 @@ class ModelFileError(StepAudioError):
 
 
 class InputError(StepAudioError):
-    """An input (audio, text, tokens, an option) cannot be used as given."""
+    """An input (audio, text, tokens, an option) cannot be used as given.
+
+    ``message`` is plain text or a function of a ``Vocabulary``; ``str()`` is the nodes' wording.
+    """
+
+    def __init__(self, message: str | Message | Callable[[Vocabulary], str]):
+        self.message = message if isinstance(message, (str, Message)) else Message(message)
+        super().__init__(str(self.message))
 
 
 class NotEnoughMemoryError(InputError):

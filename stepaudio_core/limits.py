@@ -19,6 +19,8 @@ MODEL_RATES = (16000, 24000)  # the tokenizer and CAM++ read 16 kHz, the prompt 
 TRANSCRIPT_MAX_RATE, TRANSCRIPT_SLACK = 40.0, 20.0
 TRANSCRIPT_MIN_RATE, TRANSCRIPT_MIN_SLACK = 1.5, 5.0
 
+SPOKEN_UNITS_PER_SECOND = 13.0  # ordinary speech (see above): the estimate of a text's length shown before a clone
+
 # ---- generation
 DEFAULT_TEMPERATURE = 0.7  # the released setting
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 2.0  # below: greedy in all but name; above: the LM babbles
@@ -26,4 +28,7 @@ DEFAULT_FLOW_STEPS = 10  # the released decoder's Euler steps
 MIN_FLOW_STEPS, MAX_FLOW_STEPS = 1, 100
 MAX_EDIT_PASSES = 10  # passes of Edit (iterate): each one re-encodes and edits again
 MAX_GENERATION_SECONDS = 120.0  # per generation: four times the model's 30 s window is already far past it
-SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+# ComfyUI's seed widgets are non-negative, so the CLI and the library take the same range;
+# a pass or piece i adds i, which torch.Generator still takes (it reads seeds up to 2^64 - 1)
+SEED_MIN, SEED_MAX = 0, 2**63 - 1
+LONG_TEXT_WARN_SECONDS = 600.0  # the CLI warns before cloning text estimated longer than this

@@ -9,8 +9,10 @@ sentence ends first, then clause marks, then spaces, and only as a last resort i
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 # Budget units per piece: ~300 Latin characters or ~100 CJK characters, roughly 20 s of speech.
 MAX_UNITS = 300
@@ -82,6 +84,8 @@ def split_text(text: str, max_units: int = MAX_UNITS) -> list[str]:
 
 def crossfade_join(clips: list[torch.Tensor], sample_rate: int, fade_seconds: float = 0.05) -> torch.Tensor:
     """Join mono clips (N,) with an equal-power crossfade of ``fade_seconds`` between neighbours."""
+    import torch  # here: splitting text (the CLI's checks) must not pay for importing torch
+
     if not clips:
         return torch.zeros(0)
     out = clips[0].float()

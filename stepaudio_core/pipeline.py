@@ -26,6 +26,7 @@ from .device import resolve_device, resolve_dtype
 from .errors import InputError, NotEnoughMemoryError
 from .prompt import EncodedPrompt, GeneratedTokens
 from .prompt_cache import PromptCache, content_key
+from .vocabulary import render
 
 TokenCallback = Callable[[int, int], None]
 
@@ -147,13 +148,19 @@ class StepAudioEditX:
         temperature: float = limits.DEFAULT_TEMPERATURE,
         max_seconds: float | None = None,
         on_token: TokenCallback | None = None,
+        on_piece: Callable[[int, int], None] | None = None,
     ) -> GeneratedTokens:
-        """Speak ``text`` in the voice of ``prompt``; long text is generated piece by piece."""
+        """Speak ``text`` in the voice of ``prompt``; long text is generated piece by piece.
+
+        ``on_piece(i, n)`` is called before piece i (from 0) of n is generated.
+        """
         from .lm.prompts import clone_prompt_ids
         from .longform import split_text
 
         if not prompt.text:
-            raise InputError("cloning needs the transcript of the reference recording; write it in the Encode transcript")
+            raise InputError(
+                lambda v: f"cloning needs the transcript of the reference recording; {v.phrase('give transcript')}"
+            )
         text = validate.text_input(text, "text", fix="type what the cloned voice should say")
         seed = validate.check_seed(seed)
         temperature = validate.check_temperature(temperature)
@@ -161,7 +168,10 @@ class StepAudioEditX:
         validate.warn_clone_window(prompt.seconds)
         tok = self.components.text_tokenizer
         out = []
-        for i, piece in enumerate(split_text(text)):
+        pieces = split_text(text)
+        for i, piece in enumerate(pieces):
+            if on_piece is not None:
+                on_piece(i, len(pieces))
             ids = clone_prompt_ids(tok, prompt.speaker_id, prompt.text, prompt.tokens, piece, language)
             out.append(self._generate(ids, budgets.clone_seconds(piece, max_seconds), seed + i, temperature, on_token))
         return GeneratedTokens(tuple(out), prompt, text.strip())
@@ -235,13 +245,15 @@ class StepAudioEditX:
         flow_steps: int = limits.DEFAULT_FLOW_STEPS,
         on_token: TokenCallback | None = None,
         on_pass: Callable[[int], None] | None = None,
+        on_result: Callable[[int, torch.Tensor], None] | None = None,
     ) -> list[tuple[GeneratedTokens, torch.Tensor]]:
         """``n_iter`` edit passes, each on the previous result; returns (tokens, waveform) of every pass.
 
         mode "audio" is the reference's loop: each result is decoded, written as 16-bit audio and
         encoded again. mode "tokens" feeds a pass's tokens straight into the next pass's LM prompt
         and decodes every pass in the original recording's voice: faster, and not what the
-        reference does.
+        reference does. ``on_pass(i)`` is called as pass i (from 0) starts, ``on_result(i, wav)`` as
+        soon as its waveform exists, so a caller can keep finished passes when a later one fails.
         """
         n_iter = validate.check_passes(n_iter)
         flow_steps = validate.check_flow_steps(flow_steps)
@@ -259,6 +271,8 @@ class StepAudioEditX:
                 tokens = replace(tokens, prompt=prompt)
             wav = self.decode(tokens, seed=seed, flow_steps=flow_steps)
             results.append((tokens, wav))
+            if on_result is not None:
+                on_result(i, wav)
             if i + 1 < n_iter:
                 if mode == "audio":
                     try:
@@ -267,8 +281,8 @@ class StepAudioEditX:
                         raise
                     except InputError as e:
                         raise InputError(
-                            f"edit pass {i + 1} produced audio that cannot be edited again ({e}); run fewer passes "
-                            "or try another seed"
+                            lambda v, i=i, e=e: f"edit pass {i + 1} produced audio that cannot be edited again "
+                            f"({render(e, v)}); run fewer passes or try another seed"
                         ) from None
                 else:
                     current = replace(current, tokens=tokens.tokens, text=tokens.text)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 import math
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .edits import LANGUAGE_TAGS, PARALINGUISTIC_TAGS, EditType, check_edit
 from .errors import InputError
@@ -44,12 +44,14 @@ from .limits import (
     WINDOW_SECONDS,
 )
 from .longform import spoken_units
+from .vocabulary import Message
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
 _TAG = re.compile(r"\[([^\[\]]{1,40})\]")
-
-
 
 
 def _resample_kernel_size(orig: int, new: int) -> int:
@@ -62,19 +64,19 @@ def _resample_kernel_size(orig: int, new: int) -> int:
 def check_sample_rate(sample_rate, name: str = "audio") -> int:
     """The sample rate of input ``name`` as an int, or InputError saying which rates work."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer, np.floating)):
-        raise InputError(f"the sample rate of input '{name}' must be a number of Hz, not {sample_rate!r}")
+        raise InputError(lambda v: f"the sample rate of {v.input(name)} must be a number of Hz, not {sample_rate!r}")
     if not math.isfinite(sample_rate) or sample_rate != int(sample_rate):
-        raise InputError(f"the sample rate of input '{name}' must be a whole number of Hz, not {sample_rate}")
+        raise InputError(lambda v: f"the sample rate of {v.input(name)} must be a whole number of Hz, not {sample_rate}")
     rate = int(sample_rate)
     if not MIN_RATE <= rate <= MAX_RATE:
         raise InputError(
-            f"input '{name}' is sampled at {rate} Hz; use a recording sampled between {MIN_RATE} and {MAX_RATE} Hz "
-            "(16000, 24000, 44100 and 48000 Hz are typical)"
+            lambda v: f"{v.input(name)} is sampled at {rate} Hz; use a recording sampled between {MIN_RATE} and "
+            f"{MAX_RATE} Hz (16000, 24000, 44100 and 48000 Hz are typical)"
         )
     taps = max(_resample_kernel_size(rate, new) for new in MODEL_RATES)
     if taps > MAX_RESAMPLE_KERNEL:
         raise InputError(
-            f"input '{name}' is sampled at {rate} Hz, an unusual rate: resampling it to the model's 16 and 24 kHz "
+            lambda v: f"{v.input(name)} is sampled at {rate} Hz, an unusual rate: resampling it to the model's 16 and 24 kHz "
             f"would need a filter of {taps / 1e6:.0f}M weights (gigabytes of memory). Resample it to a standard "
             "rate (16000, 22050, 24000, 44100 or 48000 Hz) first."
         )
@@ -88,52 +90,53 @@ def prepare_audio(wav, sample_rate, name: str = "audio") -> tuple[torch.Tensor, 
     samples-by-channels layout, an unusable rate). Integer PCM is scaled by its full range;
     float samples beyond [-1, 1] are scaled to peak 1.0 with a warning.
     """
+    import torch  # here, not at the top: the CLI checks its flags before paying for torch's import
+
     rate = check_sample_rate(sample_rate, name)
     if isinstance(wav, np.ndarray):
         wav = torch.from_numpy(np.ascontiguousarray(wav))
     if not isinstance(wav, torch.Tensor):
-        raise InputError(f"input '{name}' must be a waveform tensor, not {type(wav).__name__}")
+        raise InputError(lambda v: f"{v.input(name)} must be a waveform tensor, not {type(wav).__name__}")
     if wav.dim() not in (1, 2):
         raise InputError(
-            f"input '{name}' must be one clip of shape (channels, samples) or (samples,); got shape {tuple(wav.shape)}"
+            lambda v: f"{v.input(name)} must be one clip of shape (channels, samples) or (samples,); got shape {tuple(wav.shape)}"
         )
     if wav.dtype == torch.bool or wav.is_complex():
-        raise InputError(f"input '{name}' holds {wav.dtype} values; a waveform holds real numbers")
+        raise InputError(lambda v: f"{v.input(name)} holds {wav.dtype} values; a waveform holds real numbers")
     wav = wav.detach().cpu()
     if not wav.is_floating_point():
         # integer PCM (int16: +-32768): the full range of the type maps to [-1, 1]
         wav = wav.double() / (torch.iinfo(wav.dtype).max + 1)
     wav = wav.float()
     if wav.shape[-1] == 0 or wav.numel() == 0:
-        raise InputError(f"input '{name}' is empty (0 samples); connect a recording of speech")
+        raise InputError(lambda v: f"{v.input(name)} is empty (0 samples); {v.phrase('give speech')}")
     if wav.dim() == 2 and wav.shape[0] > wav.shape[1]:
         raise InputError(
-            f"input '{name}' has shape {tuple(wav.shape)}: more channels than samples, so it is probably laid "
+            lambda v: f"{v.input(name)} has shape {tuple(wav.shape)}: more channels than samples, so it is probably laid "
             "out as (samples, channels). Transpose it to (channels, samples)."
         )
     seconds = wav.shape[-1] / rate
     if seconds > MAX_RECORDING_SECONDS:
         raise InputError(
-            f"input '{name}' is {seconds / 60:.1f} min long; the model reads at most {WINDOW_SECONDS:.0f} s (Clone "
+            lambda v: f"{v.input(name)} is {seconds / 60:.1f} min long; the model reads at most {WINDOW_SECONDS:.0f} s (Clone "
             f"uses the first {WINDOW_SECONDS:.0f} s, Edit takes up to {WINDOW_SECONDS:.0f} s). Cut out the part you "
             "need first."
         )
     if seconds < MIN_SECONDS:
         raise InputError(
-            f"input '{name}' is {1000 * seconds:.1f} ms long, shorter than one frame of the audio tokenizer "
+            lambda v: f"{v.input(name)} is {1000 * seconds:.1f} ms long, shorter than one frame of the audio tokenizer "
             f"({1000 * MIN_SECONDS:.0f} ms); give a recording of at least a second of speech"
         )
     if not torch.isfinite(wav).all():
         raise InputError(
-            f"input '{name}' contains NaN or infinite samples; the node that produced it failed. Fix or replace "
-            "that audio (e.g. re-export it)."
+            lambda v: f"{v.input(name)} contains NaN or infinite samples; {v.phrase('bad samples')}."
         )
     peak = float(wav.abs().max())
     if peak > 1.0:
-        log.warning(
-            "input '%s' has samples up to %.4g, outside [-1, 1] (integer PCM values in a float tensor?); scaled "
-            "to peak 1.0. Convert the audio to floats in [-1, 1] upstream to avoid this warning.", name, peak,
-        )
+        log.warning(Message(
+            lambda v: f"{v.input(name)} has samples up to {peak:.4g}, outside [-1, 1] (integer PCM values in a float "
+            "tensor?); scaled to peak 1.0. Convert the audio to floats in [-1, 1] upstream to avoid this warning."
+        ))
         wav = wav / peak
     # measured on the mono mix the models hear; a constant offset is not sound, so around the mean
     mono = wav.mean(dim=0) if wav.dim() == 2 else wav
@@ -141,7 +144,7 @@ def prepare_audio(wav, sample_rate, name: str = "audio") -> tuple[torch.Tensor, 
     if swing < SILENCE_PEAK:
         level = 20 * math.log10(swing) if swing > 0 else -math.inf
         raise InputError(
-            f"input '{name}' is silent (its peak is {level:.0f} dBFS); connect a recording of someone speaking"
+            lambda v: f"{v.input(name)} is silent (its peak is {level:.0f} dBFS); {v.phrase('give speaker')}"
         )
     return wav, rate
 
@@ -151,10 +154,10 @@ def text_input(text, name: str, *, fix: str | None = None) -> str:
     if text is None:
         text = ""
     if not isinstance(text, str):
-        raise InputError(f"input '{name}' must be text, not {type(text).__name__}")
+        raise InputError(lambda v: f"{v.input(name)} must be text, not {type(text).__name__}")
     text = text.strip()
     if not text and fix is not None:
-        raise InputError(f"input '{name}' is empty; {fix}")
+        raise InputError(lambda v: f"{v.input(name)} is empty; {fix}")
     return text
 
 
@@ -169,10 +172,10 @@ def warn_transcript_mismatch(transcript: str, seconds: float, name: str = "trans
         problem = "far too short"
     else:
         return False
-    log.warning(
-        "input '%s' (%d characters) is %s for %.1f s of audio; it should be exactly what the recording says. "
-        "A transcript of other speech makes cloning and editing worse.", name, len(transcript), problem, seconds,
-    )
+    log.warning(Message(
+        lambda v: f"{v.input(name)} ({len(transcript)} characters) is {problem} for {seconds:.1f} s of audio; it "
+        "should be exactly what the recording says. A transcript of other speech makes cloning and editing worse."
+    ))
     return True
 
 
@@ -183,10 +186,10 @@ def warn_untagged_paralinguistic(new_text: str, name: str = "new_text") -> bool:
         return False
     unknown = [f"[{t}]" for t in tags if t not in LANGUAGE_TAGS]
     found = f"its tags {', '.join(unknown)} are not ones the model knows" if unknown else "it has no tag"
-    log.warning(
-        "input '%s' of a paralinguistic edit: %s, so the edit may add no sound. Write one of %s where the sound "
-        "belongs, e.g. 'I can't believe it [Laughter] worked.'", name, found, " ".join(PARALINGUISTIC_TAGS),
-    )
+    log.warning(Message(
+        lambda v: f"{v.input(name)} of a paralinguistic edit: {found}, so the edit may add no sound. Write one of "
+        f"{' '.join(PARALINGUISTIC_TAGS)} where the sound belongs, e.g. 'I can't believe it [Laughter] worked.'"
+    ))
     return True
 
 
@@ -194,7 +197,7 @@ def check_edit_window(seconds: float, name: str = "prompt") -> None:
     """Edits read the whole recording: refuse one longer than the model's window."""
     if seconds > WINDOW_SECONDS:
         raise InputError(
-            f"the recording in input '{name}' is {seconds:.1f} s long; the model edits at most "
+            lambda v: f"the recording in {v.input(name)} is {seconds:.1f} s long; the model edits at most "
             f"{WINDOW_SECONDS:.0f} s at a time. Split it into pieces under {WINDOW_SECONDS:.0f} s (at pauses) and "
             "edit each piece; to say new text in this voice at any length, use Clone, which splits long text "
             "itself."
@@ -205,27 +208,27 @@ def warn_clone_window(seconds: float, name: str = "prompt") -> bool:
     """A clone reference longer than the window is used up to the window: say so."""
     if seconds <= WINDOW_SECONDS:
         return False
-    log.warning(
-        "the reference in input '%s' is %.1f s long; the model reads at most %.0f s, so cloning uses its first "
-        "%.0f s while the transcript still describes all of it. Trim the reference to under %.0f s and give the "
-        "transcript of exactly that part for the best likeness.", name, seconds, WINDOW_SECONDS, WINDOW_SECONDS,
-        WINDOW_SECONDS,
-    )
+    w = WINDOW_SECONDS
+    log.warning(Message(
+        lambda v: f"the reference in {v.input(name)} is {seconds:.1f} s long; the model reads at most {w:.0f} s, so "
+        f"cloning uses its first {w:.0f} s while the transcript still describes all of it. Trim the reference to "
+        f"under {w:.0f} s and give the transcript of exactly that part for the best likeness."
+    ))
     return True
 
 
 def check_seed(seed, name: str = "seed") -> int:
     """A seed torch.Generator takes, with room for the +i of later passes and pieces."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InputError(f"input '{name}' must be a whole number, not {seed!r}")
+        raise InputError(lambda v: f"{v.input(name)} must be a whole number, not {seed!r}")
     if not SEED_MIN <= int(seed) <= SEED_MAX:
-        raise InputError(f"input '{name}' must lie between -2^63 and 2^63 - 1; got {seed}")
+        raise InputError(lambda v: f"{v.input(name)} must lie between {SEED_MIN} and 2^63 - 1; got {seed}")
     return int(seed)
 
 
 def _number(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InputError(f"input '{name}' must be a number, not {value!r}")
+        raise InputError(lambda v: f"{v.input(name)} must be a number, not {value!r}")
     return float(value)
 
 
@@ -233,7 +236,7 @@ def check_temperature(temperature, name: str = "temperature") -> float:
     t = _number(temperature, name)
     if not MIN_TEMPERATURE <= t <= MAX_TEMPERATURE:  # NaN fails this too
         raise InputError(
-            f"input '{name}' must be in [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}]; got {temperature} "
+            lambda v: f"{v.input(name)} must be in [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}]; got {temperature} "
             f"({DEFAULT_TEMPERATURE} is the released setting)"
         )
     return t
@@ -242,7 +245,7 @@ def check_temperature(temperature, name: str = "temperature") -> float:
 def check_flow_steps(steps, name: str = "flow_steps") -> int:
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not MIN_FLOW_STEPS <= steps <= MAX_FLOW_STEPS:
         raise InputError(
-            f"input '{name}' must be between {MIN_FLOW_STEPS} and {MAX_FLOW_STEPS}; got {steps!r} "
+            lambda v: f"{v.input(name)} must be between {MIN_FLOW_STEPS} and {MAX_FLOW_STEPS}; got {steps!r} "
             f"({DEFAULT_FLOW_STEPS} is the released setting)"
         )
     return int(steps)
@@ -251,7 +254,7 @@ def check_flow_steps(steps, name: str = "flow_steps") -> int:
 def check_passes(n_iter, name: str = "iterations") -> int:
     if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or not 1 <= n_iter <= MAX_EDIT_PASSES:
         raise InputError(
-            f"the number of edit passes (input '{name}') must be between 1 and {MAX_EDIT_PASSES}; got {n_iter!r}"
+            lambda v: f"the number of edit passes ({v.input(name)}) must be between 1 and {MAX_EDIT_PASSES}; got {n_iter!r}"
         )
     return int(n_iter)
 
@@ -263,7 +266,7 @@ def check_max_seconds(max_seconds, name: str = "max_seconds") -> float | None:
     seconds = _number(max_seconds, name)
     if not 0 < seconds <= MAX_GENERATION_SECONDS:  # NaN fails this too
         raise InputError(
-            f"input '{name}' must be above 0 and at most {MAX_GENERATION_SECONDS:.0f} s (or unset, to derive it from "
+            lambda v: f"{v.input(name)} must be above 0 and at most {MAX_GENERATION_SECONDS:.0f} s (or unset, to derive it from "
             f"the text); got {max_seconds}"
         )
     return seconds
@@ -279,14 +282,14 @@ def check_edit_request(
     kind, option = check_edit(edit_type, option)
     if kind.needs_audio_text and not transcript:
         raise InputError(
-            f"the {kind.name} edit needs the transcript of the recording; write it in the Encode transcript"
+            lambda v: f"the {kind.name} edit needs the transcript of the recording; {v.phrase('give transcript')}"
         )
     new_text = text_input(new_text, "new_text")
     if kind.needs_new_text:
         if not new_text:
             raise InputError(
-                "input 'new_text' is empty: a paralinguistic edit needs the new text, with tags such as [Laughter] "
-                "where the sounds go"
+                lambda v: f"{v.input('new_text')} is empty: a paralinguistic edit needs the new text, with tags such as "
+                "[Laughter] where the sounds go"
             )
         warn_untagged_paralinguistic(new_text)
     return kind, option, new_text
