@@ -33,15 +33,14 @@ def check_clone(args) -> list[str]:
     return split_text(text)
 
 
-def clone_plan(pieces: list[str]) -> str | None:
+def clone_plan(text: str, pieces: list[str]) -> str | None:
     """"N pieces, about X of speech" for text longer than one piece, with a warning for very long text."""
     if len(pieces) < 2:
         return None
     seconds = sum(budgets.speech_seconds(p) for p in pieces)
     if seconds > limits.LONG_TEXT_WARN_SECONDS:
-        chars = sum(len(p) for p in pieces)
         warn(
-            f"--text ({chars} characters) is about {_duration(seconds)} of speech in {len(pieces)} pieces; this runs "
+            f"--text ({len(text.strip())} characters) is about {_duration(seconds)} of speech in {len(pieces)} pieces; this runs "
             "for a long time, on a CPU many times the audio's length. Ctrl-C stops it."
         )
     return f"clone: {len(pieces)} pieces, about {_duration(seconds)} of speech"

@@ -46,8 +46,9 @@ class Progress:
     def stage(self, kind: str, index: int, count: int) -> None:
         """Generation ``index`` (from 0) of ``count`` starts: finish the previous one, name this one."""
         self._finish()
-        self.where = f"{self.label} {kind} {index + 1}/{count}"
-        self.line(self.where)
+        if count > 1:  # "clone piece 1/1" would say nothing
+            self.where = f"{self.label} {kind} {index + 1}/{count}"
+            self.line(self.where)
 
     def piece(self, index: int, count: int) -> None:
         self.stage("piece", index, count)
