@@ -141,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                       f"{' '.join(PARALINGUISTIC_TAGS)}")
     edit.add_argument("--n-iter", type=int, default=1,
                       help=f"edit passes, 1 to {limits.MAX_EDIT_PASSES}; each re-encodes the previous output, as the "
-                      "reference does. With N > 1 pass i goes to OUT_iteri (out.wav -> out_iter1.wav ... "
-                      "out_iterN.wav), each written as soon as it is done")
+                      "reference does. One pass writes --out itself; N > 1 passes write one file per pass, named "
+                      "with _iter<i> before the extension (out.wav -> out_iter1.wav ... out_iterN.wav), each as soon "
+                      "as that pass is done")
     edit.set_defaults(run=cmd_edit)
     return parser
 

@@ -189,3 +189,29 @@ def test_node_widgets_take_the_library_limits(pack):
     for node in ("StepAudioClone", "StepAudioEdit", "StepAudioDecode"):
         assert (widgets[node, "seed"].min, widgets[node, "seed"].max) == (limits.SEED_MIN, limits.SEED_MAX)
     assert widgets["StepAudioEditIterate", "iterations"].max == limits.MAX_EDIT_PASSES
+
+
+@pytest.mark.parametrize("command", ["clone", "edit"])
+def test_help_lists_tags_limits_naming_and_an_example(capsys, command):
+    from stepaudio_core.edits import LANGUAGE_TAGS, PARALINGUISTIC_TAGS
+
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    flat = " ".join(capsys.readouterr().out.split())
+    assert done.value.code == 0
+    assert f"example: python -m stepaudio_core {command} --models" in flat
+    assert "the format follows the extension: .wav" in flat and f"{limits.SEED_MIN} to 2^63-1" in flat
+    if command == "clone":
+        assert all(tag in flat for tag in LANGUAGE_TAGS)
+        assert f"{limits.MIN_TEMPERATURE} to {limits.MAX_TEMPERATURE}" in flat
+    else:
+        assert all(tag in flat for tag in PARALINGUISTIC_TAGS)
+        assert f"1 to {limits.MAX_EDIT_PASSES}" in flat and "out.wav -> out_iter1.wav ... out_iterN.wav" in flat
+
+
+def test_version(capsys):
+    from stepaudio_core import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"python -m stepaudio_core {__version__}"
