@@ -9,8 +9,10 @@ as it is; anything else escaping the core is a bug. An ``InputError`` may carry 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .vocabulary import Message, Vocabulary
+if TYPE_CHECKING:
+    from .vocabulary import Message, Vocabulary
 
 
 class StepAudioError(Exception):
@@ -28,6 +30,8 @@ class InputError(StepAudioError):
     """
 
     def __init__(self, message: str | Message | Callable[[Vocabulary], str]):
+        from .vocabulary import Message  # here, not at the top: ComfyUI start-up imports errors and no more
+
         self.message = message if isinstance(message, (str, Message)) else Message(message)
         super().__init__(str(self.message))
 
