@@ -44,7 +44,7 @@ def cmd_clone(args) -> int:
     out = cli_output.check_output(args.out, (args.prompt_audio,))
     wav, sr = _recording(args)
     progress = Progress("clone")
-    plan = cli_inputs.clone_plan(args.text, pieces)
+    plan = cli_inputs.clone_plan(args.text, pieces, args.max_seconds)
     if plan:
         progress.line(plan)
     with cli_output.OutputLock(out):

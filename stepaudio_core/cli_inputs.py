@@ -33,17 +33,21 @@ def check_clone(args) -> list[str]:
     return split_text(text)
 
 
-def clone_plan(text: str, pieces: list[str]) -> str | None:
-    """"N pieces, about X of speech" for text longer than one piece, with a warning for very long text."""
+def clone_plan(text: str, pieces: list[str], max_seconds: float | None = None) -> str | None:
+    """"N pieces, about X of speech (at most Y)" for text longer than one piece; a warning for very long text.
+
+    "At most" is the sum of the pieces' generation bounds: what a model that never stops would produce.
+    """
     if len(pieces) < 2:
         return None
     seconds = sum(budgets.speech_seconds(p) for p in pieces)
+    bound = sum(budgets.clone_seconds(p, max_seconds) for p in pieces)
     if seconds > limits.LONG_TEXT_WARN_SECONDS:
         warn(
             f"--text ({len(text.strip())} characters) is about {_duration(seconds)} of speech in {len(pieces)} pieces; this runs "
             "for a long time, on a CPU many times the audio's length. Ctrl-C stops it."
         )
-    return f"clone: {len(pieces)} pieces, about {_duration(seconds)} of speech"
+    return f"clone: {len(pieces)} pieces, about {_duration(seconds)} of speech (at most {_duration(bound)})"
 
 
 def _duration(seconds: float) -> str:

@@ -128,7 +128,8 @@ def test_long_text_shows_an_estimate_before_it_starts(tmp_path, capsys):
     n = len(split_text(text))
     minutes = sum(budgets.speech_seconds(p) for p in split_text(text)) / 60
     assert f"warning: --text ({len(text.strip())} characters) is about {minutes:.0f} min of speech in {n} pieces" in err
-    assert f"clone: {n} pieces, about {minutes:.0f} min of speech" in err
+    bound = sum(budgets.clone_seconds(p) for p in split_text(text)) / 60
+    assert f"clone: {n} pieces, about {minutes:.0f} min of speech (at most {bound:.0f} min)" in err
     assert err.index("warning: --text") < err.index("error: ")  # said before the models were looked at
 
 
