@@ -80,10 +80,17 @@ def write_audio(path: Path, wav, sample_rate: int) -> None:
             sf.write(f, data, sample_rate, format=FORMATS[path.suffix.lower()])
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; a result gets the usual permissions
         os.replace(tmp, path)
     except BaseException:  # Ctrl-C included: never leave the temporary file behind
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading it means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _alive(pid: int) -> bool:

@@ -37,6 +37,10 @@ def test_format_follows_the_extension_and_no_temporary_file_stays(tmp_path, ext,
     write_audio(out, np.zeros(2400, np.float32), 24000)
     assert sf.info(out).format == fmt and sf.info(out).samplerate == 24000
     assert os.listdir(out.parent) == [out.name]
+    if os.name == "posix":  # the result gets the permissions any new file would, not mkstemp's private 0600
+        mask = os.umask(0)
+        os.umask(mask)
+        assert out.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
