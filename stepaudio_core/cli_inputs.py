@@ -34,7 +34,7 @@ def check_clone(args) -> list[str]:
 
 
 def clone_plan(text: str, pieces: list[str], max_seconds: float | None = None) -> str | None:
-    """"N pieces, about X of speech (at most Y)" for text longer than one piece; a warning for very long text.
+    """The plan of a clone longer than one piece: "N pieces, about X of speech (at most Y)"; warns for very long text.
 
     "At most" is the sum of the pieces' generation bounds: what a model that never stops would produce.
     """

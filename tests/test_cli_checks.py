@@ -22,21 +22,44 @@ REF = str(FIXTURES / "audio" / "en2_24k.wav")
 
 
 def _edit(models, out, *extra):
-    return ["edit", "--models", str(models), "--prompt-audio", REF, "--prompt-text", "Please call Stella.",
-            "--out", str(out), *extra]
+    return [
+        "edit",
+        "--models",
+        str(models),
+        "--prompt-audio",
+        REF,
+        "--prompt-text",
+        "Please call Stella.",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _clone(models, out, *extra):
-    return ["clone", "--models", str(models), "--prompt-audio", REF, "--prompt-text", "Please call Stella.",
-            "--out", str(out), *extra]
+    return [
+        "clone",
+        "--models",
+        str(models),
+        "--prompt-audio",
+        REF,
+        "--prompt-text",
+        "Please call Stella.",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("make_out, says", [
-    (lambda d: d, "is a folder"),
-    (lambda d: d / "result", "has no extension"),
-    (lambda d: d / "result.wma", "unknown extension '.wma'"),
-    (lambda d: d / "file.txt" / "result.wav", "is a file, not a folder"),
-])
+@pytest.mark.parametrize(
+    "make_out, says",
+    [
+        (lambda d: d, "is a folder"),
+        (lambda d: d / "result", "has no extension"),
+        (lambda d: d / "result.wma", "unknown extension '.wma'"),
+        (lambda d: d / "file.txt" / "result.wav", "is a file, not a folder"),
+    ],
+)
 def test_bad_out_fails_before_anything_is_read(tmp_path, capsys, make_out, says):
     (tmp_path / "file.txt").write_text("x")
     rc = main(_edit(tmp_path, make_out(tmp_path), "--edit-type", "denoise"))
@@ -60,11 +83,18 @@ def _unwritable_out(tmp_path):
 def test_unwritable_out_fails_fast_without_loading_torch(tmp_path):
     """The issue's case: exit 2 in under 2 s, and no model (not even torch) loaded."""
     out = _unwritable_out(tmp_path)
-    code = ("import sys; from stepaudio_core.cli import main; rc = main(sys.argv[1:]); "
-            "print('torch loaded' if 'torch' in sys.modules else 'no torch'); sys.exit(rc)")
+    code = (
+        "import sys; from stepaudio_core.cli import main; rc = main(sys.argv[1:]); "
+        "print('torch loaded' if 'torch' in sys.modules else 'no torch'); sys.exit(rc)"
+    )
     start = time.perf_counter()
-    run = subprocess.run([sys.executable, "-c", code, *_edit(tmp_path, out, "--edit-type", "denoise")],
-                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-c", code, *_edit(tmp_path, out, "--edit-type", "denoise")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     elapsed = time.perf_counter() - start
     (tmp_path / "locked").chmod(0o755)
     assert run.returncode == 2, run.stderr
@@ -72,26 +102,32 @@ def test_unwritable_out_fails_fast_without_loading_torch(tmp_path):
     assert elapsed < 2.0, elapsed
 
 
-@pytest.mark.parametrize("extra, flag", [
-    (["--edit-type", "denoise", "--n-iter", str(limits.MAX_EDIT_PASSES + 1)], "--n-iter"),
-    (["--edit-type", "denoise", "--n-iter", "0"], "--n-iter"),
-    (["--edit-type", "denoise", "--seed", "-1"], "--seed"),
-    (["--edit-type", "emotion", "--edit-info", "sleepy"], "--edit-info"),
-    (["--edit-type", "emotion"], "--edit-info"),
-    (["--edit-type", "paralinguistic", "--text", "  "], "--text"),
-])
+@pytest.mark.parametrize(
+    "extra, flag",
+    [
+        (["--edit-type", "denoise", "--n-iter", str(limits.MAX_EDIT_PASSES + 1)], "--n-iter"),
+        (["--edit-type", "denoise", "--n-iter", "0"], "--n-iter"),
+        (["--edit-type", "denoise", "--seed", "-1"], "--seed"),
+        (["--edit-type", "emotion", "--edit-info", "sleepy"], "--edit-info"),
+        (["--edit-type", "emotion"], "--edit-info"),
+        (["--edit-type", "paralinguistic", "--text", "  "], "--text"),
+    ],
+)
 def test_edit_messages_name_the_flag(tmp_path, capsys, extra, flag):
     rc = main(_edit(tmp_path, tmp_path / "x.wav", *extra))
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: ") and flag in err and "input '" not in err, err
 
 
-@pytest.mark.parametrize("extra, flag", [
-    (["--text", " "], "--text"),
-    (["--text", "Hi.", "--temperature", "9"], "--temperature"),
-    (["--text", "Hi.", "--max-seconds", "0"], "--max-seconds"),
-    (["--text", "Hi.", "--seed", str(2**63)], "--seed"),
-])
+@pytest.mark.parametrize(
+    "extra, flag",
+    [
+        (["--text", " "], "--text"),
+        (["--text", "Hi.", "--temperature", "9"], "--temperature"),
+        (["--text", "Hi.", "--max-seconds", "0"], "--max-seconds"),
+        (["--text", "Hi.", "--seed", str(2**63)], "--seed"),
+    ],
+)
 def test_clone_messages_name_the_flag(tmp_path, capsys, extra, flag):
     rc = main(_clone(tmp_path, tmp_path / "x.wav", *extra))
     err = capsys.readouterr().err
@@ -99,16 +135,40 @@ def test_clone_messages_name_the_flag(tmp_path, capsys, extra, flag):
 
 
 def test_edit_without_transcript_names_prompt_text(tmp_path, capsys):
-    rc = main(["edit", "--models", str(tmp_path), "--prompt-audio", REF, "--edit-type", "emotion",
-               "--edit-info", "happy", "--out", str(tmp_path / "x.wav")])
+    rc = main(
+        [
+            "edit",
+            "--models",
+            str(tmp_path),
+            "--prompt-audio",
+            REF,
+            "--edit-type",
+            "emotion",
+            "--edit-info",
+            "happy",
+            "--out",
+            str(tmp_path / "x.wav"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "give it with --prompt-text" in err and "Encode" not in err
 
 
 def test_missing_recording_says_not_found(tmp_path, capsys):
     missing = tmp_path / "nope.wav"
-    rc = main(["edit", "--models", str(tmp_path), "--prompt-audio", str(missing), "--edit-type", "denoise",
-               "--out", str(tmp_path / "x.wav")])
+    rc = main(
+        [
+            "edit",
+            "--models",
+            str(tmp_path),
+            "--prompt-audio",
+            str(missing),
+            "--edit-type",
+            "denoise",
+            "--out",
+            str(tmp_path / "x.wav"),
+        ]
+    )
     assert rc == 2 and capsys.readouterr().err == f"error: --prompt-audio: file not found: {missing}\n"
 
 
@@ -144,8 +204,19 @@ def test_truncated_wav_warns_with_numbers(tmp_path, capsys):
     wav = tmp_path / "cut.wav"
     _truncated_wav(wav)
     assert wav_shortfall(wav) == (32000, 16000)
-    main(["edit", "--models", str(tmp_path), "--prompt-audio", str(wav), "--edit-type", "denoise",
-          "--out", str(tmp_path / "x.wav")])
+    main(
+        [
+            "edit",
+            "--models",
+            str(tmp_path),
+            "--prompt-audio",
+            str(wav),
+            "--edit-type",
+            "denoise",
+            "--out",
+            str(tmp_path / "x.wav"),
+        ]
+    )
     err = capsys.readouterr().err
     assert f"warning: --prompt-audio {wav} is cut short: its header says 32000 bytes" in err
     assert "holds 16000 (50%); using the 0.50 s present" in err
@@ -158,7 +229,7 @@ def test_whole_and_streamed_wavs_do_not_warn(tmp_path):
     streamed = tmp_path / "streamed.wav"  # a writer that did not know the length writes 0xFFFFFFFF
     data = bytearray(whole.read_bytes())
     at = data.index(b"data") + 4
-    data[at:at + 4] = struct.pack("<I", 0xFFFFFFFF)
+    data[at : at + 4] = struct.pack("<I", 0xFFFFFFFF)
     streamed.write_bytes(bytes(data))
     assert wav_shortfall(streamed) is None
 
@@ -174,8 +245,10 @@ def test_one_message_two_vocabularies():
     assert render(e.value, CLI).endswith("give it with --prompt-text")
     with pytest.raises(InputError) as e:
         text_input(3, "transcript")
-    assert (str(e.value), render(e.value, CLI)) == ("input 'transcript' must be text, not int",
-                                                    "--prompt-text must be text, not int")
+    assert (str(e.value), render(e.value, CLI)) == (
+        "input 'transcript' must be text, not int",
+        "--prompt-text must be text, not int",
+    )
     assert set(NODES.phrases) == set(CLI.phrases)  # every phrase exists in both wordings
 
 
@@ -184,7 +257,12 @@ def test_node_widgets_take_the_library_limits(pack):
     n = pack.nodes
     widgets = {
         (node.__name__, i.id): i
-        for node in (n.clone.StepAudioClone, n.edit.StepAudioEdit, n.decode.StepAudioDecode, n.iterate.StepAudioEditIterate)
+        for node in (
+            n.clone.StepAudioClone,
+            n.edit.StepAudioEdit,
+            n.decode.StepAudioDecode,
+            n.iterate.StepAudioEditIterate,
+        )
         for i in node.define_schema().inputs
     }
     for node in ("StepAudioClone", "StepAudioEdit", "StepAudioDecode"):

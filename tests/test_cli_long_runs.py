@@ -41,16 +41,29 @@ def test_ctrl_c_in_pass_2_keeps_pass_1_and_a_second_run_cannot_mix_in(tiny_bundl
     data, sr = sf.read(REF)
     sf.write(rec, data[:sr], sr)
     outdir = tmp_path / "out"
-    args = ("edit", "--models", tiny_bundle, "--prompt-audio", rec, "--edit-type", "denoise", "--device", "cpu",
-            "--out", outdir / "e.wav")
-    first = subprocess.Popen(_cli(*args, "--n-iter", 3), cwd=ROOT, env=ENV, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    args = (
+        "edit",
+        "--models",
+        tiny_bundle,
+        "--prompt-audio",
+        rec,
+        "--edit-type",
+        "denoise",
+        "--device",
+        "cpu",
+        "--out",
+        outdir / "e.wav",
+    )
+    first = subprocess.Popen(
+        _cli(*args, "--n-iter", 3), cwd=ROOT, env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     seen: list[str] = []
     try:
         _wait_for(_lines(first.stderr), "edit pass 2/3", seen)
         # pass 1 is on disk before pass 2 starts; a second run with the same --out stops before loading a model
-        second = subprocess.run(_cli(*args, "--n-iter", 2), cwd=ROOT, env=ENV, capture_output=True, text=True,
-                                timeout=120)
+        second = subprocess.run(
+            _cli(*args, "--n-iter", 2), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120
+        )
         assert second.returncode == 2 and "another run (process" in second.stderr, second.stderr
         first.send_signal(signal.SIGINT)
         assert first.wait(timeout=120) == 130
@@ -66,8 +79,25 @@ def test_ctrl_c_in_pass_2_keeps_pass_1_and_a_second_run_cannot_mix_in(tiny_bundl
 
 def test_long_clone_reports_pieces_as_lines(tiny_bundle, tmp_path, capsys):
     out = tmp_path / "c.flac"
-    rc = main(["clone", "--models", str(tiny_bundle), "--prompt-audio", str(REF), "--prompt-text", "Please call Stella.",
-               "--text", "A sentence to say. " * 30, "--max-seconds", "0.3", "--device", "cpu", "--out", str(out)])
+    rc = main(
+        [
+            "clone",
+            "--models",
+            str(tiny_bundle),
+            "--prompt-audio",
+            str(REF),
+            "--prompt-text",
+            "Please call Stella.",
+            "--text",
+            "A sentence to say. " * 30,
+            "--max-seconds",
+            "0.3",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0 and sf.info(out).format == "FLAC"
     assert "\r" not in err
