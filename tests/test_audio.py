@@ -22,6 +22,7 @@ from stepaudio_core.audio import (
 )
 from stepaudio_core.errors import InputError
 from tests.paths import FIXTURES
+from tests.tolerances import EPS
 
 # librosa.effects.trim indices and lengths recorded with the goldens (goldens/frontend/io_manifest.json).
 TRIM = {"en1": ((768, 56320), 60000), "en2": ((1408, 34688), 37680)}
@@ -97,8 +98,9 @@ def test_resample_output_length_and_batch_shape():
     x = torch.randn(2, 3, 1001, generator=torch.Generator().manual_seed(0))
     y = resample(x, 44100, 16000)
     assert y.shape == (2, 3, math.ceil(16000 * 1001 / 44100))
-    # Batching only reorders the kernel's sums: a few ulps of the unit-variance samples. Worst seen: 1.2e-7.
-    assert (y[1, 2] - resample(x[1, 2], 44100, 16000)).abs().max().item() < 1e-6
+    # Batching only reorders the kernel's sums: 8 ulps of the largest sample (|x| up to ~4, so ~3.8e-6).
+    # Worst seen: 6.0e-7 (MKL AVX2), 1.2e-7 under every ATen capability.
+    assert (y[1, 2] - resample(x[1, 2], 44100, 16000)).abs().max().item() <= 8 * EPS * x.abs().max().item()
     assert resample(x, 16000, 16000) is x
 
 

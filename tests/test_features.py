@@ -110,7 +110,7 @@ def test_kaldi_fbank_hamming_scaled_matches_paraformer_frontend(frontend):
     wav = frontend["en1.tok.3_trimmed"][0] * 32768
     ours = kaldi_fbank(wav, num_mel_bins=80, window_type="hamming", energy_floor=0.0)
     assert ours.shape == ref.shape
-    # Log-power fbank of a waveform scaled by 32768 (values -7..25): tests/tolerances.py. Worst seen: 1.0e-4.
+    # Log-power fbank of a waveform scaled by 32768 (values -7..25): tests/tolerances.py. Worst seen: 1.4e-4 (MKL AVX2).
     assert (ours - ref).abs().max().item() <= LOG_POWER
 
 

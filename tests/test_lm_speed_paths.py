@@ -169,11 +169,11 @@ def test_static_step_agrees_with_the_plain_step(model, golden):
             b = step(seq[0, t : t + 1])
             worst = max(worst, (a - b).abs().max().item())
         for layer in range(len(static_cache.k)):  # the same keys and values were written, and only those
-            # Keys (up to ~4) from the same projection, only laid out differently. Worst seen: 0.
+            # Keys (up to ~4) from the same projection, only laid out differently. Worst seen: 1.5e-7 (MKL AVX2).
             assert (static_cache.k[layer] - plain_cache.k[layer]).abs().max().item() <= 1e-5
             assert static_cache.k[layer][:, :, seq.shape[1] :].abs().max().item() == 0
     print("static vs plain step logits max|diff|", worst)
-    assert worst <= 1e-4  # test_lm_model's TOL (13 ulps of the logits' 64). Worst seen: 0.
+    assert worst <= 1e-4  # test_lm_model's TOL (13 ulps of the logits' 64). Worst seen: 7.6e-6 (MKL AVX2).
 
 
 @pytest.mark.parity

@@ -3,7 +3,9 @@
 A bound is the rounding that the computation can accumulate, scaled to the magnitude of the
 values compared, so that it holds on any CPU (vector width, thread count, BLAS/FFT kernels) and
 still fails for a real mistake. Every use says what it compares and the worst value measured
-under ATEN_CPU_CAPABILITY=default, avx2 and avx512 with 1 and 2 torch threads (see the README).
+under ATEN_CPU_CAPABILITY=default, avx2 and avx512 with 1 and 2 torch threads (see the README),
+and once more with MKL_ENABLE_INSTRUCTIONS=AVX2 ("MKL AVX2"): torch's FFTs and matrix products are
+MKL's, which picks its kernels by itself and ignores ATEN_CPU_CAPABILITY.
 """
 
 import torch
