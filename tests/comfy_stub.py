@@ -328,8 +328,9 @@ def _progress_hook(value, total, preview, node_id=None):
 
 class ProgressBar:
     """comfy.utils.ProgressBar with the throttling ComfyUI applies to custom nodes since #11504
-    (200 ms / 2 %): an update reaches the hook only if it is the bar's first, reaches the total,
-    or comes at least ``THROTTLE_S`` and ``THROTTLE_FRACTION`` of the total after the last one sent."""
+    (200 ms / 2 % for custom nodes): an update reaches the hook only if it is the bar's first, reaches
+    the total, carries a preview, or comes at least ``THROTTLE_S`` and ``THROTTLE_FRACTION`` of the
+    total after the last one sent; the others only move ``current``."""
 
     THROTTLE_S, THROTTLE_FRACTION = 0.2, 0.02
 
@@ -346,6 +347,7 @@ class ProgressBar:
         due = (
             self._sent_value is None
             or value >= self.total
+            or preview is not None
             or (now - self._sent_at >= self.THROTTLE_S and value - self._sent_value >= self.THROTTLE_FRACTION * self.total)
         )
         if due:
