@@ -8,13 +8,12 @@ import sys
 import pytest
 import torch
 
+from tests import comfy_stub
 from tests.conftest import PACK, ROOT
 
 
 def _nodes(pack):
-    extension = asyncio.run(pack.comfy_entrypoint())
-    asyncio.run(extension.on_load())
-    return {n.define_schema().node_id: n for n in asyncio.run(extension.get_node_list())}
+    return {n.define_schema().node_id: n for n in asyncio.run(comfy_stub.load_extension(pack))}
 
 
 def test_import_is_cheap_and_leaves_sys_path_alone(tmp_path):
@@ -27,9 +26,7 @@ comfy_stub.install({str(tmp_path)!r})
 before = list(sys.path)
 from tests.conftest import load_pack, PACK
 pack = load_pack()
-ext = asyncio.run(pack.comfy_entrypoint())
-asyncio.run(ext.on_load())
-nodes = asyncio.run(ext.get_node_list())
+nodes = asyncio.run(comfy_stub.load_extension(pack))
 assert sys.path == before, "sys.path changed"
 ours = sorted(m for m in sys.modules if m.startswith(PACK + ".stepaudio_core."))
 heavy = sorted(m for m in ("onnx", "sentencepiece", "safetensors", "bitsandbytes", "transformers", "s3tokenizer", "soundfile") if m in sys.modules)
