@@ -6,9 +6,10 @@ import pytest
 
 from stepaudio_core.dialogue import Instruction, instruction_names, line_seed, parse_script
 from stepaudio_core.dialogue.script import MAX_PAUSE_SECONDS
-from stepaudio_core.edits import EDIT_TYPES, LANGUAGE_TAGS
+from stepaudio_core.edits import EDIT_TYPES, LANGUAGE_TAGS, PARALINGUISTIC_TAGS
 from stepaudio_core.errors import InputError
 from stepaudio_core.subtitles import Cue, srt_time, to_srt
+from tests.conftest import ROOT
 
 VOICES = ["Alice", "Bob", "小明"]
 
@@ -163,3 +164,18 @@ def test_srt_times_round_to_the_millisecond_without_drift():
     text = to_srt([Cue(0, 36_000, "Alice: Hi!"), Cue(48_000, 60_012, "Bob: Two\n\nlines ")], 24000)
     assert text == "1\n00:00:00,000 --> 00:00:01,500\nAlice: Hi!\n\n2\n00:00:02,000 --> 00:00:02,501\nBob: Two\nlines\n"
     assert re.fullmatch(r"(\d+\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n.+\n(.+\n)?\n?)+", text)
+
+
+def test_the_node_doc_lists_every_instruction_and_tag():
+    doc = (ROOT / "web" / "docs" / "StepAudioDialogue.md").read_text(encoding="utf-8")
+    for name in instruction_names():
+        assert f"`{name}`" in doc, f"StepAudioDialogue.md does not list the instruction '{name}'"
+    for kind in ("emotion", "style", "speed"):
+        row = next((line for line in doc.splitlines() if line.startswith(f"| {kind} |")), None)
+        assert row is not None, f"StepAudioDialogue.md has no table row for {kind}"
+        assert all(option in row for option in EDIT_TYPES[kind].options), kind
+    for tag in PARALINGUISTIC_TAGS:
+        assert f"`{tag}`" in doc, f"StepAudioDialogue.md does not list the tag {tag}"
+    # the example at the top parses
+    example = doc.split("```")[1]
+    assert len(parse_script(example, ["Alice", "Bob", "Carol"]).lines) == 5
