@@ -175,6 +175,11 @@ widget(clone, "text").value = "Hello there.";
 clickTag(clone, "[Breathing]");
 out.clone = { names: clone.widgets.map((w) => w.name), text: widget(clone, "text").value, button_disabled: !!widget(clone, "insert_tag").disabled };
 out.decode_names = makeNode("StepAudioDecode").widgets.map((w) => w.name);
+const dialogue = makeNode("StepAudioDialogue");
+widget(dialogue, "script").value = "[Bob|happy] Oh, hi!";
+const dialogueMenu = clickTag(dialogue, "[Laughter]");
+out.dialogue = { text: widget(dialogue, "script").value, title: dialogueMenu.options.title,
+                 last: dialogue.widgets[dialogue.widgets.length - 1].name };
 console.log(JSON.stringify(out));
 """
 
@@ -280,6 +285,8 @@ def test_tags_go_in_at_the_caret(extension_run):
     assert out["chinese"] == "我觉得[Sigh]挺好的"
     # a text box never clicked into has its caret at the end
     assert out["clone"]["text"] == "Hello there.[Breathing]" and not out["clone"]["button_disabled"]
+    assert out["dialogue"] == {"text": "[Bob|happy] Oh, hi![Laughter]", "title": "Insert into script",
+                               "last": "insert_tag"}
 
 
 # ---------------------------------------------------------------- node docs
