@@ -142,3 +142,21 @@ def test_cancel_stops_within_a_token_and_the_next_run_works(pack, model, voices,
     assert seen[-1] == 3 and len(model.line_cache) == 0
     monkeypatch.setattr(pack.nodes.progress.TokenProgress, "__call__", real)
     assert len(_run(pack, model, "[Alice] Hello there.\n[Bob] Hi.", voices)[1]) == 2
+
+
+def test_three_speakers_twenty_lines_in_one_node(pack, model, voices, comfy):
+    """The issue's done-criterion: a 3-speaker, 20-line script in one node, with subtitles."""
+    voices = voices | {"voice_3": voices["voice_1"]}  # a third name may share a recording
+    speakers = ["Alice", "Bob", "Carol", "Bob", "Alice"] * 4
+    speakers[1] = "Bob|happy"  # one edited line: an edit pass costs about as much as five short clones here
+    script = "\n".join(f"[{s}] Line number {i + 1}." for i, s in enumerate(speakers))
+    audio, lines, srt = _run(pack, model, script, voices, max_seconds=0.25).args
+    cues = srt.strip().split("\n\n")
+    assert len(lines) == 20 and len(cues) == 20
+    assert [c.split("\n")[2] for c in cues[:3]] == [
+        "Alice: Line number 1.",
+        "Bob: Line number 2.",
+        "Carol: Line number 3.",
+    ]
+    total = sum(a["waveform"].shape[-1] for a in lines) + 19 * 12000
+    assert audio["waveform"].shape[-1] == total
