@@ -185,3 +185,14 @@ def test_errors_name_the_line(handle, voices, calls):
     # an error from the facade names the line it happened in
     with pytest.raises(InputError, match=r"^script line 1 \(Alice\): input 'max_seconds' must be above 0"):
         render_dialogue(handle, voices, "[Alice] Hi.\n[Bob] Hello.", max_seconds=500.0)
+
+
+def test_a_parsed_script_and_odd_arguments_are_checked_too(handle, voices, calls):
+    script = parse_script("[Alice] Hi.\n[Zed] Hey.")
+    with pytest.raises(InputError, match=r"^script line 2: speaker 'Zed' has no voice \(voices: Alice, Bob\)$"):
+        render_dialogue(handle, voices, script)
+    with pytest.raises(InputError, match="input 'seed' must be a whole number"):
+        render_dialogue(handle, voices, "[Alice] Hi.", seed="7")
+    with pytest.raises(InputError, match="input 'flow_steps' must be between 1 and 100"):
+        render_dialogue(handle, voices, "[Alice] Hi.", flow_steps=0)
+    assert calls == []

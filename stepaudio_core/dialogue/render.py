@@ -26,6 +26,7 @@ from ..errors import InputError
 from ..longform import crossfade_join, split_text
 from ..prompt import EncodedPrompt
 from ..subtitles import Cue, to_srt
+from ..validate import check_seed
 from .cache import LineCache
 from .script import MAX_PAUSE_SECONDS, Script, ScriptLine, parse_script
 
@@ -109,8 +110,15 @@ def render_dialogue(
     ``cache`` defaults to the handle's ``line_cache``; ``on_pass`` is called before each LM generation.
     """
     _check(pause, flow_steps)
+    seed = check_seed(seed)
     if isinstance(script, str):
         script = parse_script(script, voices, **({"how_to_add": how_to_add} if how_to_add else {}))
+    for line in script.lines:
+        if line.speaker not in voices:
+            raise InputError(
+                f"script line {line.number}: speaker '{line.speaker}' has no voice (voices: "
+                f"{', '.join(voices) or 'none'})"
+            )
     for name in {line.speaker for line in script.lines}:
         if not voices[name].text:
             raise InputError(
