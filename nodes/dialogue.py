@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..stepaudio_core import limits
 from .audio import to_comfy_audio
 from .errors import user_errors
 from .progress import TokenProgress
@@ -73,9 +74,9 @@ class StepAudioDialogue(io.ComfyNode):
                 *names,
                 io.Float.Input(
                     "pause",
-                    default=0.5,
+                    default=limits.DEFAULT_PAUSE_SECONDS,
                     min=0.0,
-                    max=60.0,
+                    max=limits.MAX_PAUSE_SECONDS,
                     step=0.05,
                     tooltip="Seconds of silence between lines, where the script sets no [pause].",
                 ),
@@ -90,24 +91,24 @@ class StepAudioDialogue(io.ComfyNode):
                 ),
                 io.Float.Input(
                     "temperature",
-                    default=0.7,
-                    min=0.05,
-                    max=2.0,
+                    default=limits.DEFAULT_TEMPERATURE,
+                    min=limits.MIN_TEMPERATURE,
+                    max=limits.MAX_TEMPERATURE,
                     step=0.05,
                     tooltip="Sampling temperature. 0.7 is the released setting.",
                 ),
                 io.Int.Input(
                     "flow_steps",
-                    default=10,
-                    min=1,
-                    max=100,
+                    default=limits.DEFAULT_FLOW_STEPS,
+                    min=limits.MIN_FLOW_STEPS,
+                    max=limits.MAX_FLOW_STEPS,
                     tooltip="Euler steps of the decoder; 10 is the released setting.",
                 ),
                 io.Float.Input(
                     "max_seconds",
                     default=0.0,
                     min=0.0,
-                    max=120.0,
+                    max=limits.MAX_GENERATION_SECONDS,
                     step=1.0,
                     tooltip="Upper bound on the audio generated per line piece; 0 derives it from the "
                     "text length. Guards against a generation that never stops.",

@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.set_defaults(run=cmd_edit)
 
     from .dialogue import instruction_names
+    from .limits import DEFAULT_PAUSE_SECONDS
 
     dia = sub.add_parser("dialogue", help="speak a script of several voices: [Name|instruction] text, one line each")
     dia.add_argument("--models", required=True, type=Path, help="folder holding Step-Audio-EditX/ and Step-Audio-Tokenizer/")
@@ -181,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     dia.add_argument("--out", required=True, type=Path, help="the whole dialogue as a WAV (24 kHz mono)")
     dia.add_argument("--srt", type=Path, default=None, help="also write SRT subtitles (speaker: text, per line)")
     dia.add_argument("--lines-dir", type=Path, default=None, help="also write every line as its own WAV into this folder")
-    dia.add_argument("--pause", type=float, default=0.5, help="seconds between lines where the script sets no [pause]; default 0.5")
+    dia.add_argument("--pause", type=float, default=DEFAULT_PAUSE_SECONDS,
+                     help=f"seconds between lines where the script sets no [pause]; default {DEFAULT_PAUSE_SECONDS}")
     dia.add_argument("--seed", type=int, default=0, help="the script's seed; each line derives its own from it; default 0")
     dia.add_argument("--temperature", type=float, default=0.7, help="sampling temperature; default 0.7 as released")
     dia.add_argument("--flow-steps", type=int, default=10, help="decoder Euler steps; default 10 as released")

@@ -181,10 +181,22 @@ def test_errors_name_the_line(handle, voices, calls):
     mute = handle.encode(voices["Alice"].audio, voices["Alice"].sample_rate, "")
     with pytest.raises(InputError, match="the voice of 'Alice' has no transcript"):
         render_dialogue(handle, {"Alice": mute}, "[Alice] Hi.")
-    assert calls == []  # all of these fail before any generation
-    # an error from the facade names the line it happened in
-    with pytest.raises(InputError, match=r"^script line 1 \(Alice\): input 'max_seconds' must be above 0"):
+    with pytest.raises(InputError, match=r"^input 'max_seconds' must be above 0"):
         render_dialogue(handle, voices, "[Alice] Hi.\n[Bob] Hello.", max_seconds=500.0)
+    assert calls == []  # all of these fail before any generation
+
+
+def test_an_error_while_generating_names_the_line(handle, voices, monkeypatch):
+    clone = handle.clone
+
+    def fails_for_bob(prompt, text, **kw):
+        if prompt is voices["Bob"]:
+            raise InputError("the model produced no audio tokens; try another seed or check the inputs")
+        return clone(prompt, text, **kw)
+
+    monkeypatch.setattr(handle, "clone", fails_for_bob)
+    with pytest.raises(InputError, match=r"^script line 3 \(Bob\): the model produced no audio tokens"):
+        render_dialogue(handle, voices, "[Alice] Hi.\n\n[Bob] Hello.", **FAST)
 
 
 def test_a_parsed_script_and_odd_arguments_are_checked_too(handle, voices, calls):

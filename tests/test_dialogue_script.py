@@ -5,9 +5,9 @@ import re
 import pytest
 
 from stepaudio_core.dialogue import Instruction, instruction_names, line_seed, parse_script
-from stepaudio_core.dialogue.script import MAX_PAUSE_SECONDS
 from stepaudio_core.edits import EDIT_TYPES, LANGUAGE_TAGS, PARALINGUISTIC_TAGS
 from stepaudio_core.errors import InputError
+from stepaudio_core.limits import MAX_PAUSE_SECONDS
 from stepaudio_core.subtitles import Cue, srt_time, to_srt
 from tests.conftest import ROOT
 

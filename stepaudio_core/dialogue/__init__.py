@@ -1,11 +1,10 @@
 """Dialogue: a script of lines, each naming its speaker, spoken by several cloned voices into one scene."""
 
 from .cache import LineCache
-from .render import DEFAULT_PAUSE_SECONDS, Dialogue, RenderedLine, line_seed, render_dialogue, voice_key
+from .render import Dialogue, RenderedLine, line_seed, render_dialogue, voice_key
 from .script import DIALOGUE_EDIT_TYPES, Instruction, Script, ScriptLine, instruction_names, parse_script
 
 __all__ = [
-    "DEFAULT_PAUSE_SECONDS",
     "DIALOGUE_EDIT_TYPES",
     "Dialogue",
     "Instruction",

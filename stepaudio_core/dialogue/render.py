@@ -22,17 +22,17 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import validate
 from ..errors import InputError
+from ..limits import DEFAULT_PAUSE_SECONDS, MAX_PAUSE_SECONDS
 from ..longform import crossfade_join, split_text
 from ..prompt import EncodedPrompt
 from ..subtitles import Cue, to_srt
-from ..validate import check_seed
 from .cache import LineCache
-from .script import MAX_PAUSE_SECONDS, Script, ScriptLine, parse_script
+from .script import Script, ScriptLine, parse_script
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PAUSE_SECONDS = 0.5
 PassCallback = Callable[[int, int], None]  # (generation index, generations in this render)
 
 
@@ -83,11 +83,10 @@ def _pcm16(wav: torch.Tensor) -> torch.Tensor:
     return torch.clamp(torch.round(wav * 32767.0), -32768, 32767) / 32768.0
 
 
-def _check(pause: float, flow_steps: int) -> None:
-    if not 0 <= pause <= MAX_PAUSE_SECONDS:
-        raise InputError(f"input 'pause' must be between 0 and {MAX_PAUSE_SECONDS:.0f} seconds; got {pause}")
-    if not 1 <= flow_steps <= 100:
-        raise InputError(f"input 'flow_steps' must be between 1 and 100; got {flow_steps}")
+def _check_pause(pause) -> float:
+    if isinstance(pause, bool) or not isinstance(pause, (int, float)) or not 0 <= pause <= MAX_PAUSE_SECONDS:
+        raise InputError(f"input 'pause' must be between 0 and {MAX_PAUSE_SECONDS:.0f} seconds; got {pause!r}")
+    return float(pause)
 
 
 def render_dialogue(
@@ -109,8 +108,10 @@ def render_dialogue(
 
     ``cache`` defaults to the handle's ``line_cache``; ``on_pass`` is called before each LM generation.
     """
-    _check(pause, flow_steps)
-    seed = check_seed(seed)
+    # every argument is checked before the first line is generated, not when a line reaches it
+    pause, seed = _check_pause(pause), validate.check_seed(seed)
+    temperature, flow_steps = validate.check_temperature(temperature), validate.check_flow_steps(flow_steps)
+    max_seconds = validate.check_max_seconds(max_seconds)
     if isinstance(script, str):
         script = parse_script(script, voices, **({"how_to_add": how_to_add} if how_to_add else {}))
     for line in script.lines:

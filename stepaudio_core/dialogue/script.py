@@ -26,12 +26,11 @@ from dataclasses import dataclass
 
 from ..edits import EDIT_TYPES, LANGUAGE_TAGS, PARALINGUISTIC_TAGS
 from ..errors import InputError
+from ..limits import MAX_PAUSE_SECONDS, MAX_SCRIPT_LINES
 
 log = logging.getLogger(__name__)
 
 DIALOGUE_EDIT_TYPES = ("emotion", "style", "speed")  # a line's instruction edits its clone; these keep the words
-MAX_PAUSE_SECONDS = 60.0
-MAX_LINES = 1000
 # Full-width forms a CJK keyboard types; the header is read as if they were the ASCII ones.
 _FULL_WIDTH = str.maketrans({"［": "[", "］": "]", "【": "[", "】": "]", "｜": "|", "：": ":"})
 _HEADER = re.compile(r"^\s*[\[［【]([^\[\]［］【】]*)[\]］】]")
@@ -279,8 +278,8 @@ def parse_script(
             pending = (pending or 0.0) + before
         lines.append(ScriptLine(number, name, text, instruction, language, pending))
         pending = after
-        if len(lines) > MAX_LINES:
-            raise InputError(f"the script has more than {MAX_LINES} lines; split it into several scripts")
+        if len(lines) > MAX_SCRIPT_LINES:
+            raise InputError(f"the script has more than {MAX_SCRIPT_LINES} lines; split it into several scripts")
     if not lines:
         raise InputError(
             "the script has no lines to speak; write one line per utterance, e.g. "
