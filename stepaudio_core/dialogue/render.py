@@ -24,7 +24,7 @@ import torch
 
 from .. import validate
 from ..errors import InputError
-from ..limits import DEFAULT_PAUSE_SECONDS, MAX_PAUSE_SECONDS
+from ..limits import DEFAULT_FLOW_STEPS, DEFAULT_PAUSE_SECONDS, DEFAULT_TEMPERATURE, MAX_PAUSE_SECONDS
 from ..longform import crossfade_join, split_text
 from ..prompt import EncodedPrompt
 from ..subtitles import Cue, to_srt
@@ -96,8 +96,8 @@ def render_dialogue(
     *,
     seed: int = 0,
     pause: float = DEFAULT_PAUSE_SECONDS,
-    temperature: float = 0.7,
-    flow_steps: int = 10,
+    temperature: float = DEFAULT_TEMPERATURE,
+    flow_steps: int = DEFAULT_FLOW_STEPS,
     max_seconds: float | None = None,
     how_to_add: Callable[[str], str] | None = None,
     cache: LineCache | None = None,
@@ -107,6 +107,7 @@ def render_dialogue(
     """Speak ``script`` with ``voices`` (name -> encoded prompt with its transcript) on the facade ``handle``.
 
     ``cache`` defaults to the handle's ``line_cache``; ``on_pass`` is called before each LM generation.
+    Lines finished before an error or a cancel stay cached, so the next run goes on from there.
     """
     # every argument is checked before the first line is generated, not when a line reaches it
     pause, seed = _check_pause(pause), validate.check_seed(seed)
