@@ -179,3 +179,21 @@ def test_the_node_doc_lists_every_instruction_and_tag():
     # the example at the top parses
     example = doc.split("```")[1]
     assert len(parse_script(example, ["Alice", "Bob", "Carol"]).lines) == 5
+
+
+def test_line_cache_is_bounded_by_count_and_bytes():
+    import torch
+
+    from stepaudio_core.dialogue import LineCache
+
+    cache = LineCache(max_items=3, max_bytes=4 * 1000 * 4)  # four 1000-sample float32 lines
+    for i in range(4):
+        cache.put(f"k{i}", torch.full((1000,), float(i)))
+    assert len(cache) == 3 and cache.get("k0") is None  # the oldest went first
+    assert cache.get("k1") is not None  # ... and a read makes a line recent again
+    cache.put("big", torch.zeros(3000))  # 12 kB: only it and the most recent other line fit in 16 kB
+    assert [k for k in ("k1", "k2", "k3", "big") if cache.get(k) is not None] == ["k1", "big"]
+    cache.put("huge", torch.zeros(10_000))  # bigger than the bound: kept alone, so the line just made is not lost
+    assert len(cache) == 1 and cache.get("huge") is not None
+    cache.clear()
+    assert len(cache) == 0
