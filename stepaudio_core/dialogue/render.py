@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import validate
+from ..audio import pcm16_round_trip
 from ..errors import InputError
 from ..limits import DEFAULT_FLOW_STEPS, DEFAULT_PAUSE_SECONDS, DEFAULT_TEMPERATURE, MAX_PAUSE_SECONDS
 from ..longform import crossfade_join, split_text
@@ -76,11 +77,6 @@ def voice_key(prompt: EncodedPrompt) -> str:
         h.update(str((tuple(t.shape), str(t.dtype))).encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
-
-
-def _pcm16(wav: torch.Tensor) -> torch.Tensor:
-    """What saving a clone as a 16-bit WAV and loading it for editing does to it (the reference's edit path)."""
-    return torch.clamp(torch.round(wav * 32767.0), -32768, 32767) / 32768.0
 
 
 def _check_pause(pause) -> float:
@@ -216,7 +212,7 @@ def _render_line(
         wav = handle.decode(tokens, seed=seed, flow_steps=flow_steps)
         if line.instruction is not None:
             next_pass()
-            cloned = handle.encode(_pcm16(wav)[None], handle.sample_rate, piece)
+            cloned = handle.encode(pcm16_round_trip(wav)[None], handle.sample_rate, piece)
             edited = handle.edit(
                 cloned,
                 line.instruction.edit_type,
