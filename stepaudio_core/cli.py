@@ -3,6 +3,8 @@
     python -m stepaudio_core clone --models DIR --prompt-audio WAV --prompt-text TEXT --text TEXT --out WAV
     python -m stepaudio_core edit  --models DIR --prompt-audio WAV --prompt-text TEXT --edit-type TYPE
                                    [--edit-info OPTION] [--text NEW_TEXT] [--n-iter N] [--seed S] --out WAV
+    python -m stepaudio_core dialogue --models DIR --voice NAME=WAV:TRANSCRIPT [--voice ...] --script TXT
+                                   --out WAV [--srt SRT] [--lines-dir DIR]
 
 DIR holds ``Step-Audio-EditX/`` and ``Step-Audio-Tokenizer/``. Errors print one line and exit non-zero.
 """
@@ -83,8 +85,56 @@ def cmd_edit(args) -> int:
     return 0
 
 
+def _voice_arg(value: str) -> tuple[str, Path, str]:
+    """``NAME=PATH:TRANSCRIPT``; the path is the shortest one before a ':' that names a file (so C:\\ paths work)."""
+    name, sep, rest = value.partition("=")
+    if not sep or not name.strip():
+        raise InputError(f"--voice {value!r}: write NAME=FILE:TRANSCRIPT, e.g. --voice Alice=alice.wav:\"Hello there.\"")
+    for i, ch in enumerate(rest):
+        if ch == ":" and Path(rest[:i]).is_file():
+            return name.strip(), Path(rest[:i]), rest[i + 1 :].strip()
+    what = "has no transcript: add :TRANSCRIPT after the file" if Path(rest).is_file() else "names no file that exists"
+    raise InputError(f"--voice {name.strip()}={rest} {what} (NAME=FILE:TRANSCRIPT)")
+
+
+def cmd_dialogue(args) -> int:
+    from .dialogue import render_dialogue
+
+    voices = [_voice_arg(v) for v in args.voice]
+    try:
+        script = args.script.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"--script: cannot read {args.script} as UTF-8 text ({e})") from None
+    model = _model(args)
+    prompts = {}
+    for name, path, transcript in voices:
+        if name.lower() in {n.lower() for n in prompts}:
+            raise InputError(f"--voice {name} is given twice; give each speaker one voice")
+        prompts[name] = model.encode(*_read_audio(path), transcript)
+    tokens = _progress("dialogue")
+    scene = render_dialogue(
+        model, prompts, script, seed=args.seed, pause=args.pause, temperature=args.temperature,
+        flow_steps=args.flow_steps, max_seconds=args.max_seconds, on_token=tokens,
+        how_to_add=lambda n: f"add --voice {n}=FILE:TRANSCRIPT",
+        on_pass=lambda i, n: print(f"\rgeneration {i + 1} of {n}", end="", file=sys.stderr, flush=True),
+    )
+    print(file=sys.stderr)
+    _write_audio(args.out, scene.audio, scene.sample_rate)
+    print(f"wrote {args.out} ({scene.audio.shape[-1] / scene.sample_rate:.2f} s, {len(scene.lines)} lines, "
+          f"{sum(r.reused for r in scene.lines)} reused)")
+    if args.srt:
+        args.srt.parent.mkdir(parents=True, exist_ok=True)
+        args.srt.write_text(scene.srt(), encoding="utf-8")
+        print(f"wrote {args.srt}")
+    if args.lines_dir:
+        for i, r in enumerate(scene.lines, start=1):
+            _write_audio(args.lines_dir / f"{i:03d}_{r.line.speaker}.wav", r.audio, scene.sample_rate)
+        print(f"wrote {len(scene.lines)} line files to {args.lines_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .edits import EDIT_TYPES, LANGUAGE_TAGS
+    from .edits import EDIT_TYPES, LANGUAGE_TAGS, PARALINGUISTIC_TAGS
 
     edits = EDIT_TYPES
     parser = argparse.ArgumentParser(prog="python -m stepaudio_core", description="Step-Audio-EditX: clone a voice or edit a recording.")
@@ -118,6 +168,31 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--text", default=None, help="paralinguistic only: the new text with tags such as [Laughter] inline")
     edit.add_argument("--n-iter", type=int, default=1, help="edit passes; each re-encodes the previous output, as the reference does; one file per pass when > 1")
     edit.set_defaults(run=cmd_edit)
+
+    from .dialogue import instruction_names
+    from .limits import DEFAULT_PAUSE_SECONDS
+
+    dia = sub.add_parser("dialogue", help="speak a script of several voices: [Name|instruction] text, one line each")
+    dia.add_argument("--models", required=True, type=Path, help="folder holding Step-Audio-EditX/ and Step-Audio-Tokenizer/")
+    dia.add_argument("--voice", action="append", required=True, metavar="NAME=FILE:TRANSCRIPT",
+                     help="a speaker's name, reference recording and its transcript; once per speaker")
+    dia.add_argument("--script", required=True, type=Path, help="UTF-8 text file, one line per utterance: [Name] text, "
+                     "[Name|happy] text, [pause 1.5], # comments (see web/docs/StepAudioDialogue.md). Instructions: "
+                     f"{', '.join(instruction_names())}. Sound tags, inline: {' '.join(PARALINGUISTIC_TAGS)}")
+    dia.add_argument("--out", required=True, type=Path, help="the whole dialogue as a WAV (24 kHz mono)")
+    dia.add_argument("--srt", type=Path, default=None, help="also write SRT subtitles (speaker: text, per line)")
+    dia.add_argument("--lines-dir", type=Path, default=None, help="also write every line as its own WAV into this folder")
+    dia.add_argument("--pause", type=float, default=DEFAULT_PAUSE_SECONDS,
+                     help=f"seconds between lines where the script sets no [pause]; default {DEFAULT_PAUSE_SECONDS}")
+    dia.add_argument("--seed", type=int, default=0, help="the script's seed; each line derives its own from it; default 0")
+    dia.add_argument("--temperature", type=float, default=0.7, help="sampling temperature; default 0.7 as released")
+    dia.add_argument("--flow-steps", type=int, default=10, help="decoder Euler steps; default 10 as released")
+    dia.add_argument("--max-seconds", type=float, default=None, help="upper bound on generated audio per line piece")
+    dia.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default: CUDA, then MPS, then CPU")
+    dia.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="LM precision; auto = bf16 where supported")
+    dia.add_argument("--quantization", default="none", choices=["none", "int8", "nf4"], help="bitsandbytes quantisation of the LM (CUDA)")
+    dia.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
+    dia.set_defaults(run=cmd_dialogue)
     return parser
 
 

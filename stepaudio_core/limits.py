@@ -27,3 +27,8 @@ MIN_FLOW_STEPS, MAX_FLOW_STEPS = 1, 100
 MAX_EDIT_PASSES = 10  # passes of Edit (iterate): each one re-encodes and edits again
 MAX_GENERATION_SECONDS = 120.0  # per generation: four times the model's 30 s window is already far past it
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+
+# ---- dialogue
+DEFAULT_PAUSE_SECONDS = 0.5  # between two lines where the script sets no [pause]: a natural turn-taking gap
+MAX_PAUSE_SECONDS = 60.0  # one pause; longer silence belongs in an audio editor
+MAX_SCRIPT_LINES = 1000  # spoken lines per script: hours of speech, far past one scene
