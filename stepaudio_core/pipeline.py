@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from . import validate
-from .bundle import Bundle, find_bundle
+from .bundle import AWQ_DIR, Bundle, find_bundle
 from .device import resolve_device, resolve_dtype
 from .edits import check_edit
 from .errors import InputError, ModelFileError, StepAudioError
@@ -92,6 +92,11 @@ class StepAudioEditX:
             raise InputError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, not {quantization!r}")
         if quantization != "none" and self.device.type != "cuda":
             raise InputError(f"{quantization} quantization runs on CUDA GPUs only (bitsandbytes); this handle uses {self.device.type}")
+        if quantization != "none" and self.bundle.lm_name == AWQ_DIR:
+            raise InputError(
+                f"{AWQ_DIR} is already 4-bit quantized: set quantization to none for it (bitsandbytes {quantization} "
+                "is for the full-precision Step-Audio-EditX folder)."
+            )
         self.quantization = quantization
         self.placer = placer or (lambda name, module: module.to(self.device))
         self._components: dict[str, nn.Module] = {}
@@ -160,7 +165,8 @@ class StepAudioEditX:
 
         if self.quantization != "none":
             return load_step1(self.bundle.lm_dir, device=self.device, dtype=self.dtype, quantize=self.quantization)
-        return load_step1(self.bundle.lm_dir, device="cpu", dtype=self.dtype)
+        # a pre-quantized (AWQ) folder stays packed only where it will run on CUDA
+        return load_step1(self.bundle.lm_dir, device="cpu", dtype=self.dtype, keep_packed=self.device.type == "cuda")
 
     @property
     def text_tokenizer(self):
@@ -168,7 +174,7 @@ class StepAudioEditX:
             if self._text_tokenizer is None:
                 from .lm.text_tokenizer import TextTokenizer
 
-                self._text_tokenizer = TextTokenizer(self.bundle.lm_dir / "tokenizer.model")
+                self._text_tokenizer = TextTokenizer(self.bundle.text_tokenizer_file)
             return self._text_tokenizer
 
     def unload(self) -> None:

@@ -85,7 +85,7 @@ class PackQuantConfig:
         groups = q.get("config_groups")
         if not isinstance(groups, dict) or len(groups) != 1:
             raise bad("config_groups", groups, "exactly one group")
-        (name, group), = groups.items()
+        ((name, group),) = groups.items()
         where = f"config_groups.{name}"
         if not isinstance(group, dict):
             raise bad(where, group, "a JSON object")
@@ -104,8 +104,11 @@ class PackQuantConfig:
         if w.get("num_bits") not in (4, 8):
             raise bad(f"{where}.weights.num_bits", w.get("num_bits"), "4 or 8")
         if w.get("dynamic", False) or w.get("actorder") is not None or w.get("block_structure") is not None:
-            raise bad(f"{where}.weights", {k: w.get(k) for k in ("dynamic", "actorder", "block_structure")},
-                      "static weights without activation order or blocks")
+            raise bad(
+                f"{where}.weights",
+                {k: w.get(k) for k in ("dynamic", "actorder", "block_structure")},
+                "static weights without activation order or blocks",
+            )
         if not isinstance(w.get("symmetric"), bool):
             raise bad(f"{where}.weights.symmetric", w.get("symmetric"), "true or false")
         strategy, size = w.get("strategy"), w.get("group_size")
@@ -187,7 +190,10 @@ class PackedLinear(nn.Module):
 
     def dequantized(self) -> torch.Tensor:
         return dequantize(
-            self.weight_packed, self.weight_scale, self.weight_zero_point, (self.out_features, self.in_features),
+            self.weight_packed,
+            self.weight_scale,
+            self.weight_zero_point,
+            (self.out_features, self.in_features),
             self.cfg,
         )
 
@@ -215,7 +221,9 @@ def replace_with_packed(model: nn.Module, cfg: PackQuantConfig, scale_dtype: tor
                 f"quantization_config group_size {cfg.group_size} does not divide {name}'s {lin.in_features} inputs; "
                 "the config does not belong to this model. Download the quantized folder again."
             )
-        setattr(model.get_submodule(parent_name), child, PackedLinear(lin.in_features, lin.out_features, cfg, scale_dtype))
+        setattr(
+            model.get_submodule(parent_name), child, PackedLinear(lin.in_features, lin.out_features, cfg, scale_dtype)
+        )
 
 
 def check_packed(model: nn.Module, folder) -> None:
