@@ -68,7 +68,7 @@ def test_model_folder_is_registered_and_listed(pack, tmp_path):
     folder_paths.add_model_folder_path("step_audio_editx", str(extra))  # what extra_model_paths.yaml does
     options = pack.nodes.loader.StepAudioModelLoader.define_schema().inputs[0].options
     # the default folder is listed relative to the models directory, so saved workflows travel
-    assert options == ["models/step_audio_editx", str(extra)]
+    assert options == ["models/step_audio_editx", str(extra), pack.nodes.loader.AWQ_OFFER]
     assert pack.nodes.loader.resolve_folder(options[0]) == str(tmp_path / "models" / "step_audio_editx")
 
 
