@@ -51,10 +51,13 @@ def model_folders() -> list[str]:
     The AWQ 4-bit folder is listed on its own (as ``<folder>/Step-Audio-EditX-AWQ-4bit``), so either
     LM can be picked when both sit side by side.
     """
+    from ..stepaudio_core.bundle import full_lm_is_borrowed
+
     found = []
     for base in folder_paths.get_folder_paths(FOLDER):
-        for label, lm_dir in ((_label(base), "Step-Audio-EditX"), (_label(str(Path(base) / AWQ_DIR)), AWQ_DIR)):
-            if (Path(base) / lm_dir).is_dir() and label not in found:
+        full = (Path(base) / "Step-Audio-EditX").is_dir() and not full_lm_is_borrowed(Path(base))
+        for label, listed in ((_label(base), full), (_label(str(Path(base) / AWQ_DIR)), (Path(base) / AWQ_DIR).is_dir())):
+            if listed and label not in found:
                 found.append(label)
     return found
 

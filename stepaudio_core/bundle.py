@@ -78,10 +78,16 @@ def find_bundle(root: str | Path) -> Bundle:
     root = Path(root).expanduser()
     if root.name in LM_DIRS and not (root / root.name).is_dir():
         return Bundle(root.parent, root.name)
-    for name in LM_DIRS:
-        if (root / name).is_dir():
-            return Bundle(root, name)
+    if (root / LM_DIR).is_dir() and not full_lm_is_borrowed(root):
+        return Bundle(root, LM_DIR)
+    if (root / AWQ_DIR).is_dir():
+        return Bundle(root, AWQ_DIR)
     raise ModelFileError(
         f"no {LM_DIR}/ folder in {root}. Put the downloaded {LM_DIR} (or {AWQ_DIR}) and {TOKENIZER_DIR} folders "
         "there (see README, 'Model files')."
     )
+
+
+def full_lm_is_borrowed(root: Path) -> bool:
+    """True where Step-Audio-EditX/ holds only what the AWQ folder borrows (no LM config): not a model by itself."""
+    return (root / AWQ_DIR).is_dir() and not (root / LM_DIR / "config.json").is_file()

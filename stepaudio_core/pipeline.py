@@ -90,13 +90,13 @@ class StepAudioEditX:
         self.dtype = resolve_dtype(dtype, self.device)
         if quantization not in QUANTIZATIONS:
             raise InputError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, not {quantization!r}")
-        if quantization != "none" and self.device.type != "cuda":
-            raise InputError(f"{quantization} quantization runs on CUDA GPUs only (bitsandbytes); this handle uses {self.device.type}")
         if quantization != "none" and self.bundle.lm_name == AWQ_DIR:
             raise InputError(
                 f"{AWQ_DIR} is already 4-bit quantized: set quantization to none for it (bitsandbytes {quantization} "
                 "is for the full-precision Step-Audio-EditX folder)."
             )
+        if quantization != "none" and self.device.type != "cuda":
+            raise InputError(f"{quantization} quantization runs on CUDA GPUs only (bitsandbytes); this handle uses {self.device.type}")
         self.quantization = quantization
         self.placer = placer or (lambda name, module: module.to(self.device))
         self._components: dict[str, nn.Module] = {}

@@ -4,7 +4,7 @@ The same loaders that read the released 8 GB download read these few-MB folders,
 example workflows exercise the real loading code end to end. Random weights make noise, not
 speech; what the tests check is shapes, lengths, determinism and the plumbing.
 
-    python -m stepaudio_core.testing tiny-bundle OUT_DIR
+    python -m stepaudio_core.testing tiny-bundle OUT_DIR [--awq]
 """
 
 from __future__ import annotations
@@ -146,11 +146,12 @@ def write_tiny_decoder(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def write_tiny_bundle(out_dir: str | Path, seed: int = 0) -> Path:
+def write_tiny_bundle(out_dir: str | Path, seed: int = 0, awq: bool = False) -> Path:
     """Write a complete tiny model folder (what ``models/step_audio_editx`` holds) into ``out_dir``.
 
     ``Step-Audio-EditX/`` gets the LM files and ``CosyVoice-300M-25Hz/``; ``Step-Audio-Tokenizer/``
     gets the Paraformer encoder, k-means codebook and S3 tokenizer, all in the released formats.
+    ``awq`` adds ``Step-Audio-EditX-AWQ-4bit/`` beside them: the same LM, 4-bit pack-quantized.
     """
     from .lm.testing import write_tiny_lm
     from .tokenizer.testing import write_tiny_tokenizer
@@ -159,6 +160,10 @@ def write_tiny_bundle(out_dir: str | Path, seed: int = 0) -> Path:
     write_tiny_lm(out_dir, seed=seed)
     write_tiny_decoder(out_dir / LM_DIR / DECODER_DIR, seed=seed)
     write_tiny_tokenizer(out_dir / TOKENIZER_DIR, seed=seed)
+    if awq:
+        from .lm.testing import write_tiny_awq_lm
+
+        write_tiny_awq_lm(out_dir, seed=seed)
     return out_dir
 
 
@@ -168,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     tiny = sub.add_parser("tiny-bundle", help="write a tiny random model folder in the real layout")
     tiny.add_argument("out_dir", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--awq", action="store_true", help="also write Step-Audio-EditX-AWQ-4bit/ (the LM 4-bit packed)")
     args = parser.parse_args(argv)
-    path = write_tiny_bundle(args.out_dir, seed=args.seed)
+    path = write_tiny_bundle(args.out_dir, seed=args.seed, awq=args.awq)
     print(f"wrote a tiny Step-Audio-EditX model folder to {path}")
     return 0
 

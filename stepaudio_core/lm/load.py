@@ -83,14 +83,14 @@ def load_step1(
     """
     folder = Path(folder)
     quantize = None if quantize in (None, "", "none") else quantize
-    bnb = _bitsandbytes(quantize, torch.device(device)) if quantize is not None else None
     cfg = Step1Config.from_json(folder / "config.json")
     packed = read_quantization_config(folder / "config.json")
-    if packed is not None and bnb is not None:
+    if packed is not None and quantize is not None:
         raise InputError(
             f"{folder.name} is already quantized ({packed.num_bits}-bit, in its config.json); set quantization to "
             "'none' to load it, or pick the full-precision Step-Audio-EditX folder to quantize with bitsandbytes."
         )
+    bnb = _bitsandbytes(quantize, torch.device(device)) if quantize is not None else None
     dtype = dtype or cfg.dtype
     files = weight_files(folder)
     tensors = read_weights(files)
