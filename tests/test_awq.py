@@ -147,8 +147,10 @@ def test_greedy_tokens_on_the_golden_prompt(scheme, io):
             for _ in range(8):
                 ids = torch.cat([ids, model(ids)[:, -1:].argmax(-1)], dim=1)
         runs.append(ids[0, 32:].tolist())
-    print(f"{scheme}: greedy tokens {runs[0]} (fp model's argmax at the last position: "
-          f"{io['logits_fp'][0, -1].argmax().item()})")
+    print(
+        f"{scheme}: greedy tokens {runs[0]} (fp model's argmax at the last position: "
+        f"{io['logits_fp'][0, -1].argmax().item()})"
+    )
     assert runs[0] == runs[1]
     assert runs[0][0] == io[logits_key][0, -1].argmax().item()
 
@@ -243,7 +245,9 @@ def test_missing_scale_is_named(tmp_path):
 
 def test_missing_zero_points_are_named(tmp_path):
     folder = copy_folder("awq-4bit-sym", tmp_path)  # symmetric weights under an asymmetric config
-    edit_config(folder, lambda d: d["quantization_config"]["config_groups"]["group_0"]["weights"].update(symmetric=False))
+    edit_config(
+        folder, lambda d: d["quantization_config"]["config_groups"]["group_0"]["weights"].update(symmetric=False)
+    )
     with pytest.raises(ModelFileError, match=r"14 missing: model\.layers\.0\.self_attn\.q_proj\.weight_zero_point"):
         load_step1(folder, dtype=torch.float32)
 
@@ -251,7 +255,9 @@ def test_missing_zero_points_are_named(tmp_path):
 def test_wrong_group_size_is_named(tmp_path):
     folder = copy_folder("awq-4bit", tmp_path)
     edit_config(folder, lambda d: d["quantization_config"]["config_groups"]["group_0"]["weights"].update(group_size=64))
-    with pytest.raises(ModelFileError, match=r"wrong shape: model\.layers\.0\.self_attn\.q_proj\.weight_scale \(256, 2\)"):
+    with pytest.raises(
+        ModelFileError, match=r"wrong shape: model\.layers\.0\.self_attn\.q_proj\.weight_scale \(256, 2\)"
+    ):
         load_step1(folder, dtype=torch.float32)
     edit_config(folder, lambda d: d["quantization_config"]["config_groups"]["group_0"]["weights"].update(group_size=96))
     with pytest.raises(ModelFileError, match="group_size 96 does not divide .*q_proj's 256 inputs"):
