@@ -305,3 +305,15 @@ def test_config_reads_ignore_patterns():
     cfg = PackQuantConfig.from_dict({**q, "ignore": ["lm_head", "re:.*mlp\\.down_proj$"]}, "config.json")
     assert cfg.is_ignored("lm_head") and cfg.is_ignored("model.layers.3.mlp.down_proj")
     assert not cfg.is_ignored("model.layers.3.mlp.up_proj") and cfg.group_size == 128 and cfg.num_bits == 4
+
+
+def test_big_endian_path_reads_the_same_fields(monkeypatch):
+    """The shift-and-mask path (big-endian CPUs) against the byte view (everywhere else)."""
+    import sys
+
+    g = torch.Generator().manual_seed(3)
+    words = torch.randint(-(2**31), 2**31 - 1, (6, 5), generator=g, dtype=torch.int64).to(torch.int32)
+    fast = {bits: unpack_int32(words, bits, 5 * 32 // bits - 3) for bits in (4, 8)}
+    monkeypatch.setattr(sys, "byteorder", "big")
+    for bits in (4, 8):
+        assert torch.equal(unpack_int32(words, bits, 5 * 32 // bits - 3), fast[bits])

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,19 +133,30 @@ def read_quantization_config(config_json: Path) -> PackQuantConfig | None:
     return None if q is None else PackQuantConfig.from_dict(q, str(config_json))
 
 
-def unpack_int32(packed: torch.Tensor, num_bits: int, length: int, dim: int = 1) -> torch.Tensor:
-    """Signed codes (int32) from words of ``32 / num_bits`` fields each, ``length`` of them along ``dim``.
+def unpacked_fields(packed: torch.Tensor, num_bits: int, length: int) -> torch.Tensor:
+    """The unsigned fields (code + 2^(num_bits-1)) of each row's words, ``length`` per row.
 
-    Field i of word j holds element ``j * per_word + i`` in bits ``i*num_bits ..``, offset by
-    ``2^(num_bits-1)`` so every field is non-negative.
+    Field i of word j holds element ``j * per_word + i`` in bits ``i*num_bits ..``. 4- and 8-bit
+    fields sit whole in the word's bytes, so on little-endian machines (x86, ARM, every GPU) they are
+    read from a byte view, uint8, without an int32 temporary per field.
     """
-    per_word, mask = 32 // num_bits, (1 << num_bits) - 1
+    rows = packed.shape[0]
+    if sys.byteorder == "little" or packed.device.type != "cpu":
+        b = packed.contiguous().view(torch.uint8)  # byte k of word j at column 4j + k
+        if num_bits == 8:
+            return b[:, :length]
+        return torch.stack((b & 0xF, b >> 4), dim=-1).view(rows, -1)[:, :length]
     shifts = torch.arange(0, 32, num_bits, dtype=torch.int32, device=packed.device)
+    # an arithmetic right shift of a negative word fills with ones; the mask drops them
+    fields = (packed.unsqueeze(-1) >> shifts) & ((1 << num_bits) - 1)
+    return fields.view(rows, -1)[:, :length]
+
+
+def unpack_int32(packed: torch.Tensor, num_bits: int, length: int, dim: int = 1) -> torch.Tensor:
+    """Signed codes (int32) from int32 words packed along ``dim``, ``length`` of them."""
     if dim == 0:
         packed = packed.t()
-    # an arithmetic right shift of a negative word fills with ones; the mask drops them
-    fields = (packed.unsqueeze(-1) >> shifts) & mask
-    codes = fields.reshape(packed.shape[0], packed.shape[1] * per_word)[:, :length] - (1 << (num_bits - 1))
+    codes = unpacked_fields(packed, num_bits, length).to(torch.int32) - (1 << (num_bits - 1))
     return codes.t() if dim == 0 else codes
 
 
@@ -155,16 +167,21 @@ def dequantize(
     shape: tuple[int, int],
     cfg: PackQuantConfig,
 ) -> torch.Tensor:
-    """The weight [out, in] in ``scale``'s dtype: (code - zero_point) * scale, per group of columns."""
+    """The weight [out, in] in ``scale``'s dtype: (code - zero_point) * scale, per group of columns.
+
+    As the library computes it, in the scale's dtype: code - zero_point is a small integer, exact in
+    any float type, and the product rounds once. Both are offset by 2^(bits-1), so the stored
+    fields subtract directly.
+    """
     out, n_in = shape
     groups = scale.shape[1]
-    codes = unpack_int32(packed, cfg.num_bits, n_in).view(out, groups, n_in // groups)
-    if zero_point is not None:
-        codes = codes - unpack_int32(zero_point, cfg.num_bits, out, dim=0).unsqueeze(-1)
-    # One rounding, as the library does it in the scale's dtype: an fp32 scale rounds here; a bf16/fp16
-    # scale times a code of at most 9 bits is exact in fp32 and rounds once in the final cast.
-    w = codes.to(torch.float32) * scale.to(torch.float32).unsqueeze(-1)
-    return w.view(out, n_in).to(scale.dtype)
+    w = unpacked_fields(packed, cfg.num_bits, n_in).view(out, groups, n_in // groups).to(scale.dtype)
+    if zero_point is None:
+        w = w - (1 << (cfg.num_bits - 1))
+    else:
+        zp = unpacked_fields(zero_point.t(), cfg.num_bits, out).t()  # packed along the output rows
+        w = w - zp.to(scale.dtype).unsqueeze(-1)
+    return (w * scale.unsqueeze(-1)).view(out, n_in)
 
 
 class PackedLinear(nn.Module):

@@ -98,12 +98,12 @@ def load_step1(
         model = Step1ForCausalLM(cfg)
     model = model.to(dtype)
     if packed is not None:  # scales keep the file's dtype, so dequantizing rounds once, as the library does
-        scale = next((t for k, t in tensors.items() if k.endswith(".weight_scale")), None)
-        replace_with_packed(model, packed, scale.dtype if scale is not None else dtype)
+        scale_dtype = next((t.dtype for k, t in tensors.items() if k.endswith(".weight_scale")), dtype)
+        replace_with_packed(model, packed, scale_dtype)
     # allocate without initialising: every value is overwritten by the strict load below
     model = model.to_empty(device="cpu" if bnb is not None or packed is not None else device)
     load_strict(model, tensors, folder, "LM weights")
-    del tensors
+    del tensors  # the file's copy: dequantizing below should not find it still held
     model.eval().requires_grad_(False)
     if packed is not None:
         check_packed(model, folder)
