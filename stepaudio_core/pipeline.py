@@ -205,8 +205,9 @@ class StepAudioEditX:
     def _memory_advice(self) -> str:
         ways = ["use a shorter recording or text (or a lower max_seconds)"]
         if self.device.type != "cpu":
-            if self.quantization == "none":
-                ways.append("load the LM quantized (int8 or nf4)" if self.device.type == "cuda" else "use dtype fp16")
+            if self.quantization == "none" and self.bundle.lm_name != AWQ_DIR:
+                cuda = f"load the LM quantized (int8 or nf4) or use the {AWQ_DIR} folder"
+                ways.append(cuda if self.device.type == "cuda" else "use dtype fp16")
             ways.append("free other models (ComfyUI: Unload models)")
             ways.append("run on the CPU (device cpu)")
         else:
