@@ -5,15 +5,17 @@
    int4 with bf16 scales (asymmetric: + zero points; symmetric), embeddings and lm_head in bf16.
 2. Peak resident memory of a CPU load (dequantized to bf16 at load, the CPU/MPS path) and of a
    packed load (what CUDA keeps), each in a fresh process, from an AWQ folder at the released width
-   written with random weights. A 32-layer folder and its load would need ~10 GB of RAM and disk,
-   so the folder has --layers layers (default 2 and 4) and the 32-layer peak is extrapolated
-   linearly from the two: every layer costs the same.
+   written with random weights (--layers: default 2 and 4, and a line extrapolated to 32 from those
+   two; that line is only a rough guide, because the peak moves from the file-reading phase to the
+   dequantizing phase as layers are added: measure 32 directly with --layers 32 --no-full, which
+   needs ~2.5 GB of disk and ~7 GB of RAM).
 3. Time of one decode-step matmul chain of one layer (7 Linears, one token) on the CPU: plain bf16
    weights vs dequantizing the packed weights just in time (the CUDA path's method, timed here on
    the CPU only to show its relative cost; a GPU figure needs a GPU).
 
     python bench/awq.py                  # layers 2,4; about 2 GB of disk in a temp folder, ~3 GB RAM
     python bench/awq.py --layers 1,2     # smaller
+    python bench/awq.py --layers 32 --no-full --repeats 0   # the real 32-layer AWQ load, measured
 
 Prints a table and one JSON line; it never fails on speed or memory.
 """
@@ -156,7 +158,10 @@ def time_layer_step(repeats: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/awq.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", default="2,4", help="layer counts of the measured folders (two, for the slope)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="of the one-layer step timing (0: skip it)")
+    parser.add_argument(
+        "--no-full", action="store_true", help="skip the bf16 full-precision folder (it needs 2x its size)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--measure-load", help=argparse.SUPPRESS)
     parser.add_argument("--keep-packed", action="store_true", help=argparse.SUPPRESS)
@@ -175,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     loads = {}
     with tempfile.TemporaryDirectory(prefix="stepaudio-awq-bench-") as tmp:
         for n in layer_counts:
-            for kind, quantized in (("awq", True), ("bf16", False)):
+            for kind, quantized in (("awq", True), ("bf16", False))[: 1 if args.no_full else 2]:
                 folder = Path(tmp) / f"{kind}-{n}"
                 write_folder(folder, n, quantized=quantized)
                 for keep in (False, True) if quantized else (None,):
@@ -191,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             record["loads"][label] = r
     if len(layer_counts) >= 2:
         a, b = layer_counts[0], layer_counts[-1]
-        for packed in (False, True, None):
+        for packed in (False, True) if args.no_full else (False, True, None):
             slope = (loads[b][packed]["peak_mib"] - loads[a][packed]["peak_mib"]) / (b - a)
             peak32 = loads[b][packed]["peak_mib"] + slope * (32 - b)
             label = f"32 layers (extrapolated), {names[packed]}"
@@ -199,9 +204,10 @@ def main(argv: list[str] | None = None) -> int:
             record["loads"][label] = {"peak_mib": peak32, "per_layer_mib": slope}
     print_table(["CPU load (fresh process)", "peak RSS GiB", "model GiB", "seconds"], rows)
 
-    step = time_layer_step(args.repeats)
-    print_table(["one layer, one token, CPU", "ms"], [[k, v] for k, v in step.items()])
-    record["layer_step_ms"] = step
+    if args.repeats:
+        step = time_layer_step(args.repeats)
+        print_table(["one layer, one token, CPU", "ms"], [[k, v] for k, v in step.items()])
+        record["layer_step_ms"] = step
     print_json(record)
     return 0
 

@@ -33,7 +33,6 @@ from torch import nn
 from ..errors import ModelFileError
 
 FORMAT = "pack-quantized"
-PARAMS = ("weight_packed", "weight_scale", "weight_zero_point", "weight_shape")
 
 
 @dataclass(frozen=True)
@@ -270,8 +269,3 @@ def dequantize_packed_(model: nn.Module, dtype: torch.dtype) -> nn.Module:
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name), child, lin)
     return model
-
-
-def packed_bytes(model: nn.Module) -> int:
-    """Bytes of every tensor of ``model`` as it sits in memory."""
-    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
