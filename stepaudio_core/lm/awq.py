@@ -89,7 +89,7 @@ class PackQuantConfig:
         where = f"config_groups.{name}"
         if not isinstance(group, dict):
             raise bad(where, group, "a JSON object")
-        if group.get("format", FORMAT) != FORMAT:
+        if group.get("format") not in (None, FORMAT):  # null: the top-level format applies
             raise bad(f"{where}.format", group.get("format"), f"'{FORMAT}'")
         if group.get("targets") != ["Linear"]:
             raise bad(f"{where}.targets", group.get("targets"), "['Linear']")
