@@ -9,6 +9,8 @@
    two; that line is only a rough guide, because the peak moves from the file-reading phase to the
    dequantizing phase as layers are added: measure 32 directly with --layers 32 --no-full, which
    needs ~2.5 GB of disk and ~7 GB of RAM).
+4. With --decode-device: peak memory and decode tokens/s of the whole LM, bf16 full vs AWQ packed (on CUDA
+   the GPU figure; random weights, so the tokens are noise but cost what real ones cost).
 3. Time of one decode-step matmul chain of one layer (7 Linears, one token) on the CPU: plain bf16
    weights vs dequantizing the packed weights just in time (the CUDA path's method, timed here on
    the CPU only to show its relative cost; a GPU figure needs a GPU).
@@ -16,6 +18,7 @@
     python bench/awq.py                  # layers 2,4; about 2 GB of disk in a temp folder, ~3 GB RAM
     python bench/awq.py --layers 1,2     # smaller
     python bench/awq.py --layers 32 --no-full --repeats 0   # the real 32-layer AWQ load, measured
+    python bench/awq.py --decode-device cuda --only-decode  # GPU: VRAM and tokens/s, full bf16 vs AWQ packed
 
 Prints a table and one JSON line; it never fails on speed or memory.
 """
@@ -155,6 +158,60 @@ def time_layer_step(repeats: int) -> dict:
     return result
 
 
+def packed_random_lm(device: torch.device, dtype: torch.dtype, layers: int) -> Step1ForCausalLM:
+    """A released-width LM with random packed 4-bit Linears (asym g128), allocated on ``device`` as packed only."""
+    q = PackQuantConfig(num_bits=4, group_size=128, symmetric=False, ignore=("lm_head",))
+    with torch.device("meta"):
+        model = Step1ForCausalLM(Step1Config.from_dict(lm_config(layers))).to(dtype)
+        replace_with_packed(model, q, dtype)
+    model = model.to_empty(device=device).eval().requires_grad_(False)
+    g = torch.Generator(device=device).manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+            elif name.endswith("weight_shape"):
+                continue
+            elif p.dtype == torch.int32:  # any bit pattern is a valid set of codes
+                p.copy_(torch.randint(-(2**31), 2**31 - 1, p.shape, generator=g, device=device, dtype=torch.int32))
+            elif name.endswith(
+                "weight_scale"
+            ):  # codes spread over +-8: weights of std ~ 4.6 scale, like N(0, 1/fan_in)
+                p.fill_(1 / (4.6 * 3072**0.5))
+            else:
+                p.normal_(0.0, p.shape[-1] ** -0.5, generator=g)
+        for m in model.modules():
+            if isinstance(m, PackedLinear):
+                m.weight_shape.copy_(torch.tensor([m.out_features, m.in_features]))
+    return model
+
+
+def time_decode(device: torch.device, dtype: torch.dtype, layers: int, prompt: int, tokens: int) -> list[list]:
+    """Peak memory and decode speed of the full model vs the packed one (one token at a time after a prefill)."""
+    from bench.common import random_lm, sync
+
+    rows = []
+    for label, build in (("bf16/fp32 full", random_lm), ("AWQ packed, JIT dequant", packed_random_lm)):
+        reset_peak(device)
+        model = build(device, dtype, layers=layers)
+        weights = module_bytes(model) / GIB
+        ids = torch.randint(0, 65536, (1, prompt), device=device)
+        with torch.no_grad():
+            cache = model.new_cache(prompt + tokens + 1)
+            nxt = model.prefill(ids, cache).argmax(-1, keepdim=True)
+            sync(device)
+            t = time.perf_counter()
+            for _ in range(tokens):
+                nxt = model(nxt, cache, last_only=True)[:, -1].argmax(-1, keepdim=True)
+            sync(device)
+            per_token = (time.perf_counter() - t) / tokens
+        rows.append([f"{label}, {layers} layers", weights, peak_mib(device) / 1024, 1 / per_token])
+        del model, cache
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/awq.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", default="2,4", help="layer counts of the measured folders (two, for the slope)")
@@ -163,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         "--no-full", action="store_true", help="skip the bf16 full-precision folder (it needs 2x its size)"
     )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--decode-device", help="also time decoding on this device (cuda: the GPU figure)")
+    parser.add_argument("--decode-layers", type=int, default=32)
+    parser.add_argument("--decode-dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    parser.add_argument("--only-decode", action="store_true", help="skip the byte counts, loads and layer step")
     parser.add_argument("--measure-load", help=argparse.SUPPRESS)
     parser.add_argument("--keep-packed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -172,6 +233,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     cpu = torch.device("cpu")
+    if args.decode_device:
+        device = torch.device(args.decode_device)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.decode_dtype]
+        print(f"# {machine(device)}")
+        rows = time_decode(device, dtype, args.decode_layers, prompt=256, tokens=32)
+        print_table(["decode (prompt 256, 32 tokens)", "weights GiB", "peak GiB", "tokens/s"], rows)
+        print_json({"bench": "awq-decode", "machine": machine(device), "rows": rows})
+        if args.only_decode:
+            return 0
     print(f"# {machine(cpu)}")
     counts = counted_bytes()
     print_table(["32-layer LM in memory", "GiB"], [[k, v / GIB] for k, v in counts.items()])
