@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import huggingface_hub
 import pytest
@@ -136,7 +137,7 @@ def test_loader_lists_and_downloads_the_awq_folder(pack, monkeypatch, awq_bundle
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
     model = loader.StepAudioModelLoader.execute(loader.AWQ_OFFER, "cpu", "fp32", "none", True)[0]
     assert repos == [AWQ_REPO, REPOS[LM_DIR], REPOS[TOKENIZER_DIR]]
-    assert model.bundle.lm_dir == pytest.importorskip("pathlib").Path(target) / AWQ_DIR
+    assert model.bundle.lm_dir == Path(target) / AWQ_DIR
     options = loader.StepAudioModelLoader.define_schema().inputs[0].options
     # the full folder arrived too in this fake (a real AWQ download fetches only its decoder files)
     assert options == ["models/step_audio_editx", f"models/step_audio_editx/{AWQ_DIR}"]
