@@ -317,3 +317,19 @@ def test_big_endian_path_reads_the_same_fields(monkeypatch):
     monkeypatch.setattr(sys, "byteorder", "big")
     for bits in (4, 8):
         assert torch.equal(unpack_int32(words, bits, 5 * 32 // bits - 3), fast[bits])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the packed CUDA path needs a CUDA GPU")
+@pytest.mark.parametrize("scheme", FOLDERS)
+def test_packed_on_cuda_gives_the_librarys_weights_and_logits(scheme, io):
+    name, logits_key, prefix = FOLDERS[scheme]
+    model = load_step1(AWQ / name, device="cuda", dtype=torch.float32)  # CUDA keeps the weights packed
+    layers = packed_layers(model)
+    assert len(layers) == 14 and layers["model.layers.0.mlp.up_proj"].weight_packed.is_cuda
+    key = "model.layers.0.self_attn.q_proj"
+    assert torch.equal(layers[key].dequantized().cpu(), io[prefix + key + ".weight"])
+    with torch.no_grad():
+        logits = model(io["prompt_ids"].cuda()).cpu()
+    # the library's fp32 logits from CPU matmuls; CUDA's fp32 GEMMs (TF32 off by default) round in another
+    # order, within the same fp32 bound as the CPU comparison
+    assert (logits - io[logits_key]).abs().max().item() <= LIBRARY_TOL
