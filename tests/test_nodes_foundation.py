@@ -36,8 +36,10 @@ print(len(nodes), ",".join(ours), ",".join(heavy) or "-")
     assert out.returncode == 0, out.stderr
     count, ours, heavy = out.stdout.split()
     assert int(count) == 7
-    # only the error types, the edit registry and the named limits (plain data) load with the node definitions
-    assert ours == f"{PACK}.stepaudio_core.edits,{PACK}.stepaudio_core.errors,{PACK}.stepaudio_core.limits", ours
+    # only plain-data modules load with the node definitions: the model-folder layout (the Loader lists
+    # folders), the edit registry, the error types and the named limits
+    light = ("bundle", "edits", "errors", "limits")
+    assert ours == ",".join(f"{PACK}.stepaudio_core.{m}" for m in light), ours
     assert heavy == "-", f"heavy packages imported at start-up: {heavy}"
 
 
@@ -65,7 +67,7 @@ def test_model_folder_is_registered_and_listed(pack, tmp_path):
     folder_paths.add_model_folder_path("step_audio_editx", str(extra))  # what extra_model_paths.yaml does
     options = pack.nodes.loader.StepAudioModelLoader.define_schema().inputs[0].options
     # the default folder is listed relative to the models directory, so saved workflows travel
-    assert options == ["models/step_audio_editx", str(extra)]
+    assert options == ["models/step_audio_editx", str(extra), pack.nodes.loader.AWQ_OFFER]
     assert pack.nodes.loader.resolve_folder(options[0]) == str(tmp_path / "models" / "step_audio_editx")
 
 

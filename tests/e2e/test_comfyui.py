@@ -291,6 +291,21 @@ def example_prompt(path: Path, object_info: dict, server, models_folder: Path) -
     return prompt
 
 
+def test_example_workflow_runs_on_the_awq_folder(comfy_server, object_info, models_folder):
+    """The Loader offers Step-Audio-EditX-AWQ-4bit beside the full folder, and an example workflow runs on it."""
+    awq = str(models_folder / "Step-Audio-EditX-AWQ-4bit")
+    _, options = object_info["StepAudioModelLoader"]["input"]["required"]["models_folder"]
+    assert awq in options["options"]
+    prompt = example_prompt(ROOT / "example_workflows" / "stepaudio_edit_emotion.json", object_info, comfy_server,
+                            models_folder)
+    for node in prompt.values():
+        if node["class_type"] == "StepAudioModelLoader":
+            node["inputs"]["models_folder"] = awq
+    entry = comfy_server.run(prompt, timeout=600)
+    clips = fetch_audio(comfy_server, entry)
+    assert clips and all(rate == SAMPLE_RATE for _, rate in clips)
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
 def test_example_workflow_runs_and_saves_audio(comfy_server, object_info, models_folder, path):
     prompt = example_prompt(path, object_info, comfy_server, models_folder)
