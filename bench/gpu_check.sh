@@ -81,7 +81,7 @@ python3 -c "import bitsandbytes" >/dev/null 2>&1 && NF4=1
 say "bitsandbytes importable: $NF4"
 
 # The fast decode path against the plain loop on CUDA (identical ids and generator state), and the LM's parity.
-step 100 "LM tests on CUDA" python3 -m pytest -q -p no:cacheprovider tests/test_lm_speed_paths.py tests/test_lm_model.py
+step 100 "LM tests on CUDA" python3 -m pytest -q -p no:cacheprovider tests/test_lm_speed_paths.py tests/test_lm_model.py tests/test_awq.py
 step 60 "LM decode cost by context (2 layers, real width, fp32)" python3 bench/lm.py --device cuda --tokens 32
 step 150 "pipeline, bf16 LM, random weights" python3 bench/pipeline.py --device cuda --dtype bf16 --seconds 5 10 20
 step 45 "edit 10 s with the plain per-token loop (for the ids-on-device gain)" \
@@ -94,6 +94,8 @@ if ((NF4)); then
 else
     say "nf4 skipped: no bitsandbytes wheel in .whl/"
 fi
+step 60 "AWQ 4-bit LM: VRAM and decode speed vs bf16 (32 layers, random weights)" \
+    python3 bench/awq.py --decode-device cuda --only-decode
 step 45 "tokenizer, 20 s" python3 bench/tokenizer.py --device cuda --seconds 20 --repeats 3
 step 40 "decoder, 10 s, fp32 flow" python3 bench/decoder.py --device cuda --seconds 10 --repeats 3
 step 30 "decoder, 10 s, bf16 flow (a speed option)" python3 bench/decoder.py --device cuda --seconds 10 --repeats 3 \

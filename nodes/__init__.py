@@ -4,6 +4,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from .clone import StepAudioClone
 from .decode import StepAudioDecode
+from .dialogue import StepAudioDialogue
 from .edit import StepAudioEdit
 from .encode import StepAudioEncode
 from .iterate import StepAudioEditIterate
@@ -15,4 +16,5 @@ class StepAudioExtension(ComfyExtension):
         register_model_folder()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [StepAudioModelLoader, StepAudioEncode, StepAudioClone, StepAudioEdit, StepAudioEditIterate, StepAudioDecode]
+        return [StepAudioModelLoader, StepAudioEncode, StepAudioClone, StepAudioEdit, StepAudioEditIterate, StepAudioDecode,
+                StepAudioDialogue]

@@ -14,6 +14,8 @@ from .types import CATEGORY, StepAudioModel
 
 FOLDER = "step_audio_editx"
 NOT_FOUND = "(no Step-Audio-EditX folder found: turn on download, or see the README)"
+AWQ_DIR = "Step-Audio-EditX-AWQ-4bit"
+AWQ_OFFER = f"({AWQ_DIR}, 4-bit for small GPUs: turn on download to fetch it)"
 log = logging.getLogger(__name__)
 
 # The pack's one piece of global state: model handles by configuration, so every node and every
@@ -44,11 +46,19 @@ def resolve_folder(label: str) -> str:
 
 
 def model_folders() -> list[str]:
-    """Every registered folder that holds a Step-Audio-EditX download, as the combo lists them."""
+    """Every registered folder that holds a Step-Audio-EditX download, as the combo lists them.
+
+    The AWQ 4-bit folder is listed on its own (as ``<folder>/Step-Audio-EditX-AWQ-4bit``), so either
+    LM can be picked when both sit side by side.
+    """
+    from ..stepaudio_core.bundle import full_lm_is_borrowed
+
     found = []
     for base in folder_paths.get_folder_paths(FOLDER):
-        if (Path(base) / "Step-Audio-EditX").is_dir() and _label(base) not in found:
-            found.append(_label(base))
+        full = (Path(base) / "Step-Audio-EditX").is_dir() and not full_lm_is_borrowed(Path(base))
+        for label, listed in ((_label(base), full), (_label(str(Path(base) / AWQ_DIR)), (Path(base) / AWQ_DIR).is_dir())):
+            if listed and label not in found:
+                found.append(label)
     return found
 
 
@@ -79,9 +89,10 @@ class StepAudioModelLoader(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "models_folder",
-                    options=folders or [NOT_FOUND],
+                    options=(folders or [NOT_FOUND]) + ([] if any(f.endswith(AWQ_DIR) for f in folders) else [AWQ_OFFER]),
                     tooltip="A folder that holds Step-Audio-EditX/ and Step-Audio-Tokenizer/ "
-                    "(models/step_audio_editx, or one added for 'step_audio_editx' in extra_model_paths.yaml).",
+                    "(models/step_audio_editx, or one added for 'step_audio_editx' in extra_model_paths.yaml). "
+                    f"Entries ending in {AWQ_DIR} use the pre-quantized 4-bit language model instead.",
                 ),
                 io.Combo.Input("device", options=["auto", "cpu", "cuda", "mps"], default="auto",
                                tooltip="Where the model runs. auto: the device ComfyUI uses (honours --cpu)."),
@@ -90,11 +101,12 @@ class StepAudioModelLoader(io.ComfyNode):
                                "else fp32. The decoder always runs in fp32, as the reference does."),
                 io.Combo.Input("quantization", options=["none", "int8", "nf4"], default="none",
                                tooltip="bitsandbytes quantisation of the language model's linear layers (CUDA "
-                               "only; needs the bitsandbytes package). Saves VRAM at a small cost in fidelity."),
+                               "only; needs the bitsandbytes package). Saves VRAM at a small cost in fidelity. "
+                               f"Leave it at none for {AWQ_DIR}: AWQ folders carry their own 4-bit weights."),
                 io.Boolean.Input("download", default=False,
                                  tooltip="Download the model from the Hugging Face Hub (about 8 GB) into "
-                                 "models/step_audio_editx if it is missing or incomplete. Off: never touches the "
-                                 "network."),
+                                 "models/step_audio_editx if it is missing or incomplete (the AWQ entry: the "
+                                 "4-bit release, about 3 GB, plus the decoder files). Off: never touches the network."),
             ],
             outputs=[StepAudioModel.Output("model", display_name="model", tooltip="The shared Step-Audio-EditX model handle.")],
         )
@@ -105,7 +117,16 @@ class StepAudioModelLoader(io.ComfyNode):
             if download:
                 from ..stepaudio_core.download import download_models
 
-                target = resolve_folder(models_folder) if models_folder != NOT_FOUND else folder_paths.get_folder_paths(FOLDER)[0]
-                download_models(target, progress=log.info)
-                models_folder = target
+                awq = models_folder == AWQ_OFFER or models_folder.endswith(AWQ_DIR)
+                if models_folder in (NOT_FOUND, AWQ_OFFER):
+                    target = folder_paths.get_folder_paths(FOLDER)[0]
+                else:
+                    target = resolve_folder(models_folder)
+                    target = str(Path(target).parent) if awq else target
+                download_models(target, progress=log.info, awq=awq)
+                models_folder = str(Path(target) / AWQ_DIR) if awq else target
+            elif models_folder == AWQ_OFFER:
+                from ..stepaudio_core.errors import InputError
+
+                raise InputError(f"{AWQ_DIR} is not downloaded yet: turn on download to fetch it, or pick another folder.")
             return io.NodeOutput(get_handle(resolve_folder(models_folder), device, dtype, quantization))

@@ -3,6 +3,8 @@
     python -m stepaudio_core clone --models DIR --prompt-audio WAV --prompt-text TEXT --text TEXT --out WAV
     python -m stepaudio_core edit  --models DIR --prompt-audio WAV --prompt-text TEXT --edit-type TYPE
                                    [--edit-info OPTION] [--text NEW_TEXT] [--n-iter N] [--seed S] --out WAV
+    python -m stepaudio_core dialogue --models DIR --voice NAME=WAV:TRANSCRIPT [--voice ...] --script TXT
+                                   --out WAV [--srt SRT] [--lines-dir DIR]
 
 DIR holds ``Step-Audio-EditX/`` and ``Step-Audio-Tokenizer/``. Every flag, the output path and the
 recording are checked before a model loads (``cli_inputs``, ``cli_output``); errors print one line
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from . import __version__, cli_inputs, cli_output, limits
 from .console import Progress, warnings_to_stderr
-from .errors import StepAudioError
+from .errors import InputError, StepAudioError
 from .vocabulary import CLI, render
 
 
@@ -28,10 +30,11 @@ def _model(args):
     return StepAudioEditX(args.models, device=args.device, dtype=args.dtype, quantization=args.quantization)
 
 
-def _recording(args):
+def _recording(path: Path, flag: str = "--prompt-audio"):
     from .validate import prepare_audio
 
-    return prepare_audio(*cli_inputs.read_recording(args.prompt_audio), "audio")
+    # the canonical name "audio" reads "--prompt-audio" in the CLI's words; other flags name themselves
+    return prepare_audio(*cli_inputs.read_recording(path, flag), "audio" if flag == "--prompt-audio" else flag)
 
 
 def _wrote(progress: Progress, path: Path, audio, sample_rate: int) -> None:
@@ -42,7 +45,7 @@ def _wrote(progress: Progress, path: Path, audio, sample_rate: int) -> None:
 def cmd_clone(args) -> int:
     pieces = cli_inputs.check_clone(args)
     out = cli_output.check_output(args.out, (args.prompt_audio,))
-    wav, sr = _recording(args)
+    wav, sr = _recording(args.prompt_audio)
     progress = Progress("clone")
     plan = cli_inputs.clone_plan(args.text, pieces, args.max_seconds)
     if plan:
@@ -63,7 +66,7 @@ def cmd_edit(args) -> int:
     cli_inputs.check_edit(args)
     out = cli_output.check_output(args.out, (args.prompt_audio,))
     paths = cli_output.iteration_paths(out, args.n_iter)
-    wav, sr = _recording(args)
+    wav, sr = _recording(args.prompt_audio)
     progress = Progress("edit")
     with cli_output.OutputLock(out):
         model = _model(args)
@@ -79,11 +82,74 @@ def cmd_edit(args) -> int:
     return 0
 
 
+def _voice_arg(value: str) -> tuple[str, Path, str]:
+    """``NAME=PATH:TRANSCRIPT``; the path is the shortest one before a ':' that names a file (so C:\\ paths work)."""
+    name, sep, rest = value.partition("=")
+    if not sep or not name.strip():
+        raise InputError(f"--voice {value!r}: write NAME=FILE:TRANSCRIPT, e.g. --voice Alice=alice.wav:\"Hello there.\"")
+    for i, ch in enumerate(rest):
+        if ch == ":" and Path(rest[:i]).is_file():
+            return name.strip(), Path(rest[:i]), rest[i + 1 :].strip()
+    what = "has no transcript: add :TRANSCRIPT after the file" if Path(rest).is_file() else "names no file that exists"
+    raise InputError(f"--voice {name.strip()}={rest} {what} (NAME=FILE:TRANSCRIPT)")
+
+
+def cmd_dialogue(args) -> int:
+    voices = [_voice_arg(v) for v in args.voice]
+    if len({n.lower() for n, _, _ in voices}) < len(voices):
+        raise InputError("--voice: a speaker is given twice; give each speaker one voice")
+    cli_inputs.check_dialogue(args)
+    try:
+        script = args.script.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"--script: cannot read {args.script} as UTF-8 text ({e})") from None
+    out = cli_output.check_output(args.out, tuple(p for _, p, _ in voices))
+    srt = cli_output.check_folder(args.srt, "--srt") if args.srt else None
+    lines_dir = cli_output.check_folder(args.lines_dir / "x.wav", "--lines-dir").parent if args.lines_dir else None
+    recordings = {name: (_recording(path, f"--voice {name}"), transcript) for name, path, transcript in voices}
+    progress = Progress("dialogue")
+    with cli_output.OutputLock(out):
+        from .dialogue import render_dialogue
+
+        model = _model(args)
+        prompts = {name: model.encode(*rec, transcript) for name, (rec, transcript) in recordings.items()}
+        scene = render_dialogue(
+            model, prompts, script, seed=args.seed, pause=args.pause, temperature=args.temperature,
+            flow_steps=args.flow_steps, max_seconds=args.max_seconds, on_token=progress,
+            how_to_add=lambda n: f"add --voice {n}=FILE:TRANSCRIPT",
+            on_pass=lambda i, n: progress.stage("generation", i, n),
+        )
+        progress.close()
+        cli_output.write_audio(out, scene.audio, scene.sample_rate)
+        progress.line(f"wrote {out} ({scene.audio.shape[-1] / scene.sample_rate:.2f} s, {len(scene.lines)} lines, "
+                      f"{sum(r.reused for r in scene.lines)} reused)", stream=sys.stdout)
+        if srt:
+            cli_output.write_text(srt, scene.srt())
+            progress.line(f"wrote {srt}", stream=sys.stdout)
+        if lines_dir:
+            for i, r in enumerate(scene.lines, start=1):
+                cli_output.write_audio(lines_dir / f"{i:03d}_{r.line.speaker}.wav", r.audio, scene.sample_rate)
+            progress.line(f"wrote {len(scene.lines)} line files to {lines_dir}", stream=sys.stdout)
+    return 0
+
+
+class _Instructions:
+    """The dialogue's instruction names, listed only when help is shown: the dialogue package imports torch,
+    and every other use of the parser must fail fast on a bad flag without it."""
+
+    def __str__(self) -> str:
+        from .dialogue import instruction_names
+
+        return ", ".join(instruction_names())
+
+
 EXAMPLES = {
     "clone": "python -m stepaudio_core clone --models models/ --prompt-audio ref.wav "
     "--prompt-text \"What the reference says.\" --text \"New words in that voice.\" --out cloned.wav",
     "edit": "python -m stepaudio_core edit --models models/ --prompt-audio in.wav --prompt-text \"What it says.\" "
     "--edit-type emotion --edit-info happy --n-iter 2 --out happy.wav   (writes happy_iter1.wav, happy_iter2.wav)",
+    "dialogue": "python -m stepaudio_core dialogue --models models/ --voice \"Ann=ann.wav:What Ann says.\" "
+    "--voice \"Bob=bob.wav:What Bob says.\" --script scene.txt --out scene.wav --srt scene.srt",
 }
 
 
@@ -100,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--models", required=True, type=Path, help="folder holding Step-Audio-EditX/ and Step-Audio-Tokenizer/")
+        p.add_argument("--models", required=True, type=Path, help="folder holding Step-Audio-EditX/ and Step-Audio-Tokenizer/ (or its Step-Audio-EditX-AWQ-4bit/ subfolder, for the 4-bit LM)")
         p.add_argument("--prompt-audio", required=True, type=Path, help="the reference (clone) or input (edit) recording; any rate, any channels")
         p.add_argument("--out", required=True, type=Path,
                        help=f"output audio file, 24 kHz mono; the format follows the extension: {cli_output.FORMAT_HELP}. "
@@ -109,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"seed of every random draw (sampling and decoder noise), {limits.SEED_MIN} to 2^63-1; default 0")
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default: CUDA, then MPS, then CPU")
         p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="LM precision; auto = bf16 where supported")
-        p.add_argument("--quantization", default="none", choices=["none", "int8", "nf4"], help="bitsandbytes quantisation of the LM's linear layers (CUDA)")
+        p.add_argument("--quantization", default="none", choices=["none", "int8", "nf4"], help="bitsandbytes quantisation of the LM's linear layers (CUDA); none for a Step-Audio-EditX-AWQ-4bit folder, which carries its own")
         p.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
 
     clone = sub.add_parser("clone", help="speak new text in the voice of a reference recording", formatter_class=fmt,
@@ -145,6 +211,41 @@ def build_parser() -> argparse.ArgumentParser:
                       "with _iter<i> before the extension (out.wav -> out_iter1.wav ... out_iterN.wav), each as soon "
                       "as that pass is done")
     edit.set_defaults(run=cmd_edit)
+
+    from .limits import DEFAULT_PAUSE_SECONDS
+
+    dia = sub.add_parser("dialogue", help="speak a script of several voices: [Name|instruction] text, one line each",
+                         formatter_class=fmt, epilog=f"example:\n  {EXAMPLES['dialogue']}")
+    dia.add_argument("--models", required=True, type=Path, help="folder holding Step-Audio-EditX/ and Step-Audio-Tokenizer/")
+    dia.add_argument("--voice", action="append", required=True, metavar="NAME=FILE:TRANSCRIPT",
+                     help="a speaker's name, reference recording and its transcript; once per speaker")
+    script = dia.add_argument("--script", required=True, type=Path, help="UTF-8 text file, one line per utterance: [Name] text, "
+                     "[Name|happy] text, [pause 1.5], # comments (see web/docs/StepAudioDialogue.md). Instructions: "
+                     f"%(instructions)s. Sound tags, inline: {' '.join(PARALINGUISTIC_TAGS)}")
+    script.instructions = _Instructions()  # argparse fills %(name)s from the action's attributes, at --help time
+    dia.add_argument("--out", required=True, type=Path,
+                     help=f"the whole dialogue, 24 kHz mono; the format follows the extension: {cli_output.FORMAT_HELP}")
+    dia.add_argument("--srt", type=Path, default=None, help="also write SRT subtitles (speaker: text, per line)")
+    dia.add_argument("--lines-dir", type=Path, default=None,
+                     help="also write every line as its own WAV into this folder (NNN_Speaker.wav)")
+    dia.add_argument("--pause", type=float, default=DEFAULT_PAUSE_SECONDS,
+                     help=f"seconds between lines where the script sets no [pause], 0 to {limits.MAX_PAUSE_SECONDS:.0f}; "
+                     f"default {DEFAULT_PAUSE_SECONDS}")
+    dia.add_argument("--seed", type=int, default=0,
+                     help=f"the script's seed, {limits.SEED_MIN} to 2^63-1; each line derives its own from it; default 0")
+    dia.add_argument("--temperature", type=float, default=limits.DEFAULT_TEMPERATURE,
+                     help=f"sampling temperature, {limits.MIN_TEMPERATURE} to {limits.MAX_TEMPERATURE}; "
+                     f"default {limits.DEFAULT_TEMPERATURE} as released")
+    dia.add_argument("--flow-steps", type=int, default=limits.DEFAULT_FLOW_STEPS,
+                     help=f"decoder Euler steps, {limits.MIN_FLOW_STEPS} to {limits.MAX_FLOW_STEPS}; "
+                     f"default {limits.DEFAULT_FLOW_STEPS} as released")
+    dia.add_argument("--max-seconds", type=float, default=None,
+                     help=f"upper bound on generated audio per line piece, at most {limits.MAX_GENERATION_SECONDS:.0f}")
+    dia.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default: CUDA, then MPS, then CPU")
+    dia.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="LM precision; auto = bf16 where supported")
+    dia.add_argument("--quantization", default="none", choices=["none", "int8", "nf4"], help="bitsandbytes quantisation of the LM (CUDA)")
+    dia.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
+    dia.set_defaults(run=cmd_dialogue)
     return parser
 
 

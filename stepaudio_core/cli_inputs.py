@@ -69,6 +69,15 @@ def check_edit(args) -> None:
     validate.check_edit_request(kind.name, args.edit_info, transcript, args.text)
 
 
+def check_dialogue(args) -> None:
+    """A dialogue's numeric flags; the script and the voices are checked as they are read."""
+    check_common(args)
+    validate.check_temperature(args.temperature)
+    validate.check_flow_steps(args.flow_steps)
+    validate.check_max_seconds(args.max_seconds)
+    validate.check_pause(args.pause)
+
+
 def read_recording(path: Path, flag: str = "--prompt-audio"):
     """(samples as float32 numpy (channels, samples), rate); a missing or damaged file is one clear line."""
     import soundfile as sf

@@ -55,6 +55,12 @@ def check_output(out: Path, inputs: tuple[Path, ...] = (), flag: str = "--out") 
     for path in inputs:
         if path.exists() and out.exists() and os.path.samefile(path, out):
             raise InputError(f"{flag} {out} is the input recording itself; write the result to another file")
+    return check_folder(out, flag)
+
+
+def check_folder(out: Path, flag: str) -> Path:
+    """``out`` as an absolute path in a folder that exists or can be made, and that this process can write."""
+    out = Path(out).expanduser().absolute()
     folder = _existing_folder(out.parent)
     if not folder.is_dir():
         raise InputError(f"{flag} {out}: {folder} is a file, not a folder; choose another output path")
@@ -91,6 +97,20 @@ def _umask() -> int:
     mask = os.umask(0)  # reading it means setting it: put it straight back
     os.umask(mask)
     return mask
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write UTF-8 text (subtitles) the same way: a temporary file, then an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _alive(pid: int) -> bool:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 from torch import nn
 
-from .bundle import Bundle
+from .bundle import AWQ_DIR, Bundle
 from .errors import InputError, ModelFileError, NotEnoughMemoryError, StepAudioError
 
 if TYPE_CHECKING:
@@ -51,6 +51,11 @@ class Components:
     ):
         if quantization not in QUANTIZATIONS:
             raise InputError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, not {quantization!r}")
+        if quantization != "none" and bundle.lm_name == AWQ_DIR:
+            raise InputError(
+                f"{AWQ_DIR} is already 4-bit quantized: set quantization to none for it (bitsandbytes {quantization} "
+                "is for the full-precision Step-Audio-EditX folder)."
+            )
         if quantization != "none" and device.type != "cuda":
             raise InputError(
                 f"{quantization} quantization runs on CUDA GPUs only (bitsandbytes); this handle uses {device.type}"
@@ -84,7 +89,7 @@ class Components:
             if self._text_tokenizer is None:
                 from .lm.text_tokenizer import TextTokenizer
 
-                self._text_tokenizer = TextTokenizer(self.bundle.lm_dir / "tokenizer.model")
+                self._text_tokenizer = TextTokenizer(self.bundle.text_tokenizer_file)
             return self._text_tokenizer
 
     def loaded(self) -> dict[str, nn.Module]:
@@ -147,7 +152,8 @@ class Components:
 
         if self.quantization != "none":
             return load_step1(self.bundle.lm_dir, device=self.device, dtype=self.dtype, quantize=self.quantization)
-        return load_step1(self.bundle.lm_dir, device="cpu", dtype=self.dtype)
+        # a pre-quantized (AWQ) folder stays packed only where it will run on CUDA
+        return load_step1(self.bundle.lm_dir, device="cpu", dtype=self.dtype, keep_packed=self.device.type == "cuda")
 
     # ------------------------------------------------------------------ running out of memory
 
@@ -173,8 +179,9 @@ class Components:
     def _memory_advice(self) -> str:
         ways = ["use a shorter recording or text (or a lower max_seconds)"]
         if self.device.type != "cpu":
-            if self.quantization == "none":
-                ways.append("load the LM quantized (int8 or nf4)" if self.device.type == "cuda" else "use dtype fp16")
+            if self.quantization == "none" and self.bundle.lm_name != AWQ_DIR:
+                cuda = f"load the LM quantized (int8 or nf4) or use the {AWQ_DIR} folder"
+                ways.append(cuda if self.device.type == "cuda" else "use dtype fp16")
             ways.append("free other models (ComfyUI: Unload models)")
             ways.append("run on the CPU (device cpu)")
         else:

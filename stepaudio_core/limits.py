@@ -32,3 +32,8 @@ MAX_GENERATION_SECONDS = 120.0  # per generation: four times the model's 30 s wi
 # a pass or piece i adds i, which torch.Generator still takes (it reads seeds up to 2^64 - 1)
 SEED_MIN, SEED_MAX = 0, 2**63 - 1
 LONG_TEXT_WARN_SECONDS = 600.0  # the CLI warns before cloning text estimated longer than this
+
+# ---- dialogue
+DEFAULT_PAUSE_SECONDS = 0.5  # between two lines where the script sets no [pause]: a natural turn-taking gap
+MAX_PAUSE_SECONDS = 60.0  # one pause; longer silence belongs in an audio editor
+MAX_SCRIPT_LINES = 1000  # spoken lines per script: hours of speech, far past one scene

@@ -23,6 +23,7 @@ from .audio import pcm16_round_trip
 from .bundle import find_bundle
 from .components import Components, Placer
 from .device import resolve_device, resolve_dtype
+from .dialogue.cache import LineCache
 from .errors import InputError, NotEnoughMemoryError
 from .prompt import EncodedPrompt, GeneratedTokens
 from .prompt_cache import PromptCache, content_key
@@ -44,6 +45,7 @@ class StepAudioEditX:
         device_ = resolve_device(device)
         self.components = Components(find_bundle(models_dir), device_, resolve_dtype(dtype, device_), quantization, placer)
         self.prompts = PromptCache()
+        self.line_cache = LineCache()  # rendered dialogue lines (stepaudio_core.dialogue), reused within a session
 
     def __repr__(self) -> str:
         c = self.components
@@ -58,9 +60,10 @@ class StepAudioEditX:
         return self.components.loaded()
 
     def unload(self) -> None:
-        """Drop every loaded network and cached prompt; the next use loads them again."""
+        """Drop every loaded network, cached prompt and rendered dialogue line; the next use loads them again."""
         self.components.unload()
         self.prompts.clear()
+        self.line_cache.clear()
 
     # ------------------------------------------------------------------ encode
 

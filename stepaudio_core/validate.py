@@ -25,6 +25,7 @@ from .limits import (
     MAX_EDIT_PASSES,
     MAX_FLOW_STEPS,
     MAX_GENERATION_SECONDS,
+    MAX_PAUSE_SECONDS,
     MAX_RATE,
     MAX_RECORDING_SECONDS,
     MAX_RESAMPLE_KERNEL,
@@ -270,6 +271,13 @@ def check_max_seconds(max_seconds, name: str = "max_seconds") -> float | None:
             f"the text); got {max_seconds}"
         )
     return seconds
+
+
+def check_pause(pause, name: str = "pause") -> float:
+    """A dialogue's pause between lines, in [0, MAX_PAUSE_SECONDS] seconds."""
+    if isinstance(pause, bool) or not isinstance(pause, (int, float)) or not 0 <= pause <= MAX_PAUSE_SECONDS:
+        raise InputError(lambda v: f"{v.input(name)} must be between 0 and {MAX_PAUSE_SECONDS:.0f} seconds; got {pause!r}")
+    return float(pause)
 
 
 def check_edit_request(

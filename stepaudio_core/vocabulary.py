@@ -54,6 +54,8 @@ CLI = Vocabulary(
         "option": "--edit-info",
         "language": "--language",
         "out": "--out",
+        "pause": "--pause",
+        "flow_steps": "--flow-steps",
     },
     phrases={
         "give transcript": "give it with --prompt-text",

@@ -4,14 +4,26 @@ Signatures follow ComfyUI's ``comfy_api/latest/_io.py`` (V3 schema), ``comfy/mod
 ``comfy/utils.py``, ``comfy/model_patcher.py`` and ``folder_paths.py``; behaviour is the subset
 that matters to a node pack: schemas that validate, node outputs, progress bars that record
 their updates, an interrupt flag, model patchers that load and unload, and model folders.
+
+Where ComfyUI changed behaviour after 0.3.64, the stand-in follows the newer release (0.38), which
+is the stricter one for a node pack:
+- ``InterruptProcessingException`` derives from ``BaseException`` (Comfy-Org/ComfyUI#13523), so an
+  ``except Exception`` in our code cannot pass these tests and then swallow Cancel in ComfyUI.
+- The extension's ``on_load`` is awaited before ``get_node_list`` (``load_extension`` below); 0.3.64
+  never calls it, which is why the entry point registers the model folder itself.
+- Progress updates from custom nodes are throttled (Comfy-Org/ComfyUI#11504): most never reach the
+  hook that sends them to the browser and checks for Cancel, so a node must check for Cancel itself.
 """
 
 from __future__ import annotations
 
 import enum
+import inspect
 import os
 import sys
+import time
 import types
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,8 +147,10 @@ class Combo:
                      socketless=None):
             if isinstance(options, type) and issubclass(options, enum.Enum):
                 options = [v.value for v in options]
+            if isinstance(default, enum.Enum):
+                default = default.value
             super().__init__(id, display_name, optional, tooltip, lazy, default, socketless)
-            self.options = options
+            self.options, self.control_after_generate = options, control_after_generate
 
     class Output(Output):
         io_type = "COMBO"
@@ -223,19 +237,36 @@ class ComfyNode:
         return schema
 
 
-class ComfyExtension:
-    async def on_load(self) -> None:
-        pass
+class ComfyExtension(ABC):
+    async def on_load(self) -> None:  # noqa: B027 - ComfyUI's optional hook, empty by default
+        """Called once, before get_node_list."""
 
-    async def get_node_list(self) -> list[type[ComfyNode]]:
-        raise NotImplementedError
+    @abstractmethod
+    async def get_node_list(self) -> list[type[ComfyNode]]: ...
+
+
+async def load_extension(module) -> list[type[ComfyNode]]:
+    """What ComfyUI's loader (nodes.py, V3 branch) does with a pack module: the entry point (awaited if
+    it is a coroutine function), an extension type check, ``on_load`` awaited, then ``get_node_list``,
+    whose nodes must each produce a valid schema."""
+    entrypoint = module.comfy_entrypoint
+    extension = await entrypoint() if inspect.iscoroutinefunction(entrypoint) else entrypoint()
+    if not isinstance(extension, ComfyExtension):
+        raise TypeError("comfy_entrypoint did not return a ComfyExtension")
+    await extension.on_load()
+    nodes = await extension.get_node_list()
+    if not isinstance(nodes, list):
+        raise TypeError("get_node_list did not return a list")
+    for node in nodes:
+        node.GET_SCHEMA()
+    return nodes
 
 
 # ---------------------------------------------------------------- comfy.*
 
 
-class InterruptProcessingException(Exception):
-    pass
+class InterruptProcessingException(BaseException):
+    """BaseException, as in ComfyUI since #13523: ``except Exception`` does not catch Cancel."""
 
 
 @dataclass
@@ -248,6 +279,13 @@ class _State:
 STATE = _State()
 
 
+def _model_management_throw():
+    """comfy.model_management.throw_exception_if_processing_interrupted: clears the flag, then raises."""
+    if STATE.interrupted:
+        STATE.interrupted = False
+        raise InterruptProcessingException()
+
+
 def _model_management() -> types.ModuleType:
     mm = types.ModuleType("comfy.model_management")
     mm.InterruptProcessingException = InterruptProcessingException
@@ -256,10 +294,7 @@ def _model_management() -> types.ModuleType:
     mm.intermediate_device = lambda: torch.device("cpu")
     mm.processing_interrupted = lambda: STATE.interrupted
 
-    def throw_exception_if_processing_interrupted():
-        if STATE.interrupted:
-            STATE.interrupted = False
-            raise InterruptProcessingException()
+    mm.throw_exception_if_processing_interrupted = _model_management_throw
 
     def load_models_gpu(models, *args, **kwargs):
         for m in models:
@@ -275,7 +310,6 @@ def _model_management() -> types.ModuleType:
     def should_use_bf16(device=None, *args, **kwargs):
         return False
 
-    mm.throw_exception_if_processing_interrupted = throw_exception_if_processing_interrupted
     mm.load_models_gpu = load_models_gpu
     mm.load_model_gpu = lambda m: load_models_gpu([m])
     mm.unload_all_models = unload_all_models
@@ -286,18 +320,42 @@ def _model_management() -> types.ModuleType:
     return mm
 
 
+def _progress_hook(value, total, preview, node_id=None):
+    """ComfyUI's server hook (main.py): checks for Cancel, then sends the update to the browser."""
+    _model_management_throw()
+    STATE.progress.append((value, total))
+
+
 class ProgressBar:
+    """comfy.utils.ProgressBar with the throttling ComfyUI applies to custom nodes since #11504
+    (200 ms / 2 % for custom nodes): an update reaches the hook only if it is the bar's first, reaches
+    the total, carries a preview, or comes at least ``THROTTLE_S`` and ``THROTTLE_FRACTION`` of the
+    total after the last one sent; the others only move ``current``."""
+
+    THROTTLE_S, THROTTLE_FRACTION = 0.2, 0.02
+
     def __init__(self, total, node_id=None):
         self.total, self.current, self.node_id = total, 0, node_id
+        self._sent_value, self._sent_at = None, 0.0
 
     def update_absolute(self, value, total=None, preview=None):
         if total is not None:
             self.total = total
+        value = min(value, self.total)
         self.current = value
-        STATE.progress.append((self.current, self.total))
+        now = time.monotonic()
+        due = (
+            self._sent_value is None
+            or value >= self.total
+            or preview is not None
+            or (now - self._sent_at >= self.THROTTLE_S and value - self._sent_value >= self.THROTTLE_FRACTION * self.total)
+        )
+        if due:
+            self._sent_value, self._sent_at = value, now
+            _progress_hook(self.current, self.total, preview, node_id=self.node_id)
 
     def update(self, value):
-        self.update_absolute(self.current + value, self.total)
+        self.update_absolute(self.current + value)
 
 
 class ModelPatcher:

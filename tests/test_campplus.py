@@ -61,23 +61,30 @@ def test_released_onnx_gives_every_tensor_of_the_folded_model(golden_onnx, relea
         assert key.rsplit(".", 1)[1] in ("weight", "bias") and ".cam_layer." not in key, key
 
 
+@pytest.mark.parity
 @pytest.mark.slow
 def test_embedding_of_en1_audio_matches_reference(golden, released):
     ours = speaker_embedding(released, golden["en1.audio_16k"])
     assert ours.shape == (1, 192)
     for ref in (golden["en1.embedding_onnx"], golden["en1.embedding_torch"]):
-        assert F.cosine_similarity(ours, ref).item() >= 0.9999  # measured: 0.99999988 (onnx), 1.0 (torch)
-        assert (ours - ref).abs().max().item() <= 5e-4  # measured: 1.0e-4 (onnx), 1.4e-4 (torch); norm 9.2
+        # The embedding's direction is what speaker similarity uses; a missing layer or a wrongly folded
+        # BatchNorm turns it by far more than 1e-4 (cosine < 0.99). Worst seen: 0.99999994 (default).
+        assert F.cosine_similarity(ours, ref).item() >= 0.9999
+        # Elements up to 2.3 after ~90 layers with sums over hundreds of channels: 1e-3 is ~4e-4 of the
+        # largest element (~3600 ulps). Worst seen: 2.9e-4 (avx512, 2 threads).
+        assert (ours - ref).abs().max().item() <= 1e-3
 
 
+@pytest.mark.parity
 @pytest.mark.slow
 def test_network_on_en2_fbank_matches_reference(golden, released):
     # en2's 16 kHz waveform is not in the goldens; its mean-normalised fbank is the ONNX input itself.
     with torch.no_grad():
         ours = released(golden["en2.fbank_mean_normed"][None])
     for ref in (golden["en2.embedding_onnx"], golden["en2.embedding_torch"]):
-        assert F.cosine_similarity(ours, ref).item() >= 0.9999  # measured: 1.0 (onnx), 0.99999994 (torch)
-        assert (ours - ref).abs().max().item() <= 5e-4  # measured: 9.2e-5 (onnx), 1.2e-4 (torch); norm 10.9
+        # As above. Worst seen: cosine 1.0, max difference 1.2e-4 (MKL AVX2), 8.0e-5 (default, 2 threads).
+        assert F.cosine_similarity(ours, ref).item() >= 0.9999
+        assert (ours - ref).abs().max().item() <= 1e-3
 
 
 def test_writer_round_trip_is_bit_exact(tiny):

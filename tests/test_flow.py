@@ -20,7 +20,9 @@ from stepaudio_core.errors import InputError, ModelFileError
 from tests.paths import FIXTURES
 
 GOLDEN = FIXTURES / "flow"
-# The reference matches to ~1e-6; 2e-5 still catches exact GELU used where the reference has tanh GELU (6e-5 on the mel).
+# Values up to 4.9 (mel, estimator output) through ~30 roundings: 4.9 * 1.19e-7 * 30 = 1.8e-5, so 2e-5,
+# which still catches exact GELU used where the reference has tanh GELU (6e-5 on the mel). Worst seen:
+# 1.7e-6 (intermediates and mel, avx2; batch rows, avx512), 1.2e-6 (estimator steps, MKL AVX2).
 TOL = 2e-5
 
 
@@ -57,6 +59,7 @@ def test_strict_load_covers_every_key(flow, cfg):
     assert cfg.encoder.num_blocks == 2 and cfg.estimator.depth == 2 and cfg.input_size == 32
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("case", ["a", "b"])
 def test_intermediates_and_mel_match_reference(flow, io, case):
     g = {k[2:]: v for k, v in io.items() if k.startswith(f"{case}.")}
@@ -89,9 +92,10 @@ def test_intermediates_and_mel_match_reference(flow, io, case):
     print(case, {k: f"{v:.2e}" for k, v in diffs.items()})
     assert mel.shape == (1, 80, 2 * token.shape[1])
     assert seen["n_timesteps"] == 10
-    assert all(v <= TOL for v in diffs.values()), diffs
+    assert max(diffs.values()) <= TOL, diffs
 
 
+@pytest.mark.parity
 def test_estimator_steps_match_reference(flow, io):
     mu, spks, cond = io["a.cfm.mu"], io["a.cfm.spks"], io["a.cfm.cond"]
     mu_in = torch.cat([mu, torch.zeros_like(mu)])
@@ -178,12 +182,14 @@ def test_seed_decides_the_noise(flow, io):
     assert torch.equal(first, injected)
 
 
+@pytest.mark.parity
 def test_bfloat16_runs(cfg, io):
     model = load_flow(GOLDEN / "flow.pt", cfg).to(torch.bfloat16)
     mel = model.inference(*case_inputs(io, "a"), noise=io["a.cfm.noise_z"])
     assert mel.dtype == torch.bfloat16 and mel.shape == io["a.mel"].shape
     assert torch.isfinite(mel).all()
-    # bf16 keeps ~3 significant digits; the mel still tracks the fp32 reference closely.
+    # bf16 keeps ~3 significant digits (eps 7.8e-3); the mel still tracks the fp32 reference closely.
+    # Worst seen: 0.9999 (every capability and thread count).
     assert F.cosine_similarity(mel.float().flatten(), io["a.mel"].flatten(), dim=0) > 0.99
 
 
@@ -242,6 +248,7 @@ def test_bad_inputs_raise_input_error(flow, io):
             )
 
 
+@pytest.mark.parity
 def test_batch_rows_match_single_runs(flow, io):
     token, prompt_token, prompt_feat, embedding = case_inputs(io, "a")
     noise = io["a.cfm.noise_z"]

@@ -45,11 +45,13 @@ def _prompt(golden) -> list[int]:
     return golden["input_ids"][0].tolist()
 
 
+@pytest.mark.parity
 def test_greedy_tokens_equal_reference(model, golden):
     ids = generate_ids(model, _prompt(golden), 24, Sampling(greedy=True, structured=False))
     assert ids == golden["greedy.new_tokens"][0].tolist()
 
 
+@pytest.mark.parity
 def test_seeded_sampled_tokens_equal_reference(model, golden):
     # the reference seeds the global CPU generator with 0 and draws one multinomial per step;
     # a CPU torch.Generator seeded 0 yields the same stream
@@ -57,6 +59,7 @@ def test_seeded_sampled_tokens_equal_reference(model, golden):
     assert ids == golden["sample.new_tokens"][0].tolist()
 
 
+@pytest.mark.parity
 def test_processed_scores_equal_reference_per_step(model, golden):
     seq = golden["sample.sequences"][0].tolist()
     P = golden["input_ids"].shape[1]
@@ -71,9 +74,12 @@ def test_processed_scores_equal_reference_per_step(model, golden):
         assert set(finite.tolist()) == set(kept_i[t].tolist()), t
         worst = max(worst, (scores[finite][order] - kept_v[t]).abs().max().item())
     print("kept scores max|diff|", worst)
+    # Logits / 0.7 reach 90 (ulp 7.6e-6; 1e-4 is 13 ulps), after the same ~10 roundings as the logits.
+    # Worst seen: 2.3e-5 (avx2, avx512).
     assert worst <= 1e-4
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("mode", ["greedy", "sample"])
 def test_repetition_guard_fires_where_the_reference_did(golden, mode):
     import json

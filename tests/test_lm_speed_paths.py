@@ -95,6 +95,7 @@ def test_device_repetition_guard_equals_the_list_guard():
         assert torch.equal(ours, expected), (window, recent)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("check_every", [2, 3, 8, 64])
 def test_block_decoding_equals_the_plain_loop_on_the_reference_fixture(model, golden, device, check_every):
@@ -154,6 +155,7 @@ def test_kv_cache_is_sized_by_the_request(tiny, monkeypatch):
     assert budget < model.config.max_seq_len // 100
 
 
+@pytest.mark.parity
 def test_static_step_agrees_with_the_plain_step(model, golden):
     seq = golden["greedy.sequences"]
     P = golden["input_ids"].shape[1]
@@ -168,12 +170,14 @@ def test_static_step_agrees_with_the_plain_step(model, golden):
             b = step(seq[0, t : t + 1])
             worst = max(worst, (a - b).abs().max().item())
         for layer in range(len(static_cache.k)):  # the same keys and values were written, and only those
+            # Keys (up to ~4) from the same projection, only laid out differently. Worst seen: 1.5e-7 (MKL AVX2).
             assert (static_cache.k[layer] - plain_cache.k[layer]).abs().max().item() <= 1e-5
             assert static_cache.k[layer][:, :, seq.shape[1] :].abs().max().item() == 0
     print("static vs plain step logits max|diff|", worst)
-    assert worst <= 1e-4
+    assert worst <= 1e-4  # test_lm_model's TOL (13 ulps of the logits' 64). Worst seen: 7.6e-6 (MKL AVX2).
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("check_every", [1, 8])
 def test_static_decoding_reproduces_the_reference_tokens(model, golden, check_every):
     prompt = _prompt(golden)

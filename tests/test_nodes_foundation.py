@@ -8,13 +8,12 @@ import sys
 import pytest
 import torch
 
+from tests import comfy_stub
 from tests.conftest import PACK, ROOT
 
 
 def _nodes(pack):
-    extension = asyncio.run(pack.comfy_entrypoint())
-    asyncio.run(extension.on_load())
-    return {n.define_schema().node_id: n for n in asyncio.run(extension.get_node_list())}
+    return {n.define_schema().node_id: n for n in asyncio.run(comfy_stub.load_extension(pack))}
 
 
 def test_import_is_cheap_and_leaves_sys_path_alone(tmp_path):
@@ -27,9 +26,7 @@ comfy_stub.install({str(tmp_path)!r})
 before = list(sys.path)
 from tests.conftest import load_pack, PACK
 pack = load_pack()
-ext = asyncio.run(pack.comfy_entrypoint())
-asyncio.run(ext.on_load())
-nodes = asyncio.run(ext.get_node_list())
+nodes = asyncio.run(comfy_stub.load_extension(pack))
 assert sys.path == before, "sys.path changed"
 ours = sorted(m for m in sys.modules if m.startswith(PACK + ".stepaudio_core."))
 heavy = sorted(m for m in ("onnx", "sentencepiece", "safetensors", "bitsandbytes", "transformers", "s3tokenizer", "soundfile") if m in sys.modules)
@@ -38,16 +35,18 @@ print(len(nodes), ",".join(ours), ",".join(heavy) or "-")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     count, ours, heavy = out.stdout.split()
-    assert int(count) == 6
-    # only the error types, the edit registry and the named limits (plain data) load with the node definitions
-    assert ours == f"{PACK}.stepaudio_core.edits,{PACK}.stepaudio_core.errors,{PACK}.stepaudio_core.limits", ours
+    assert int(count) == 7
+    # only plain-data modules load with the node definitions: the model-folder layout (the Loader lists
+    # folders), the edit registry, the error types and the named limits
+    light = ("bundle", "edits", "errors", "limits")
+    assert ours == ",".join(f"{PACK}.stepaudio_core.{m}" for m in light), ours
     assert heavy == "-", f"heavy packages imported at start-up: {heavy}"
 
 
 def test_every_node_has_a_documented_schema(pack):
     nodes = _nodes(pack)
     assert set(nodes) == {"StepAudioModelLoader", "StepAudioEncode", "StepAudioClone", "StepAudioEdit",
-                          "StepAudioEditIterate", "StepAudioDecode"}
+                          "StepAudioEditIterate", "StepAudioDecode", "StepAudioDialogue"}
     for node_id, node in nodes.items():
         schema = node.GET_SCHEMA()
         assert node_id.startswith("StepAudio") and schema.display_name.startswith("StepAudio ")
@@ -68,7 +67,7 @@ def test_model_folder_is_registered_and_listed(pack, tmp_path):
     folder_paths.add_model_folder_path("step_audio_editx", str(extra))  # what extra_model_paths.yaml does
     options = pack.nodes.loader.StepAudioModelLoader.define_schema().inputs[0].options
     # the default folder is listed relative to the models directory, so saved workflows travel
-    assert options == ["models/step_audio_editx", str(extra)]
+    assert options == ["models/step_audio_editx", str(extra), pack.nodes.loader.AWQ_OFFER]
     assert pack.nodes.loader.resolve_folder(options[0]) == str(tmp_path / "models" / "step_audio_editx")
 
 

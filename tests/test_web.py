@@ -175,6 +175,11 @@ widget(clone, "text").value = "Hello there.";
 clickTag(clone, "[Breathing]");
 out.clone = { names: clone.widgets.map((w) => w.name), text: widget(clone, "text").value, button_disabled: !!widget(clone, "insert_tag").disabled };
 out.decode_names = makeNode("StepAudioDecode").widgets.map((w) => w.name);
+const dialogue = makeNode("StepAudioDialogue");
+widget(dialogue, "script").value = "[Bob|happy] Oh, hi!";
+const dialogueMenu = clickTag(dialogue, "[Laughter]");
+out.dialogue = { text: widget(dialogue, "script").value, title: dialogueMenu.options.title,
+                 last: dialogue.widgets[dialogue.widgets.length - 1].name };
 console.log(JSON.stringify(out));
 """
 
@@ -280,6 +285,8 @@ def test_tags_go_in_at_the_caret(extension_run):
     assert out["chinese"] == "我觉得[Sigh]挺好的"
     # a text box never clicked into has its caret at the end
     assert out["clone"]["text"] == "Hello there.[Breathing]" and not out["clone"]["button_disabled"]
+    assert out["dialogue"] == {"text": "[Bob|happy] Oh, hi![Laughter]", "title": "Insert into script",
+                               "last": "insert_tag"}
 
 
 # ---------------------------------------------------------------- node docs
@@ -293,7 +300,7 @@ def _doc(node_id: str) -> str:
 
 def test_every_node_has_a_doc_that_names_its_inputs_and_outputs(pack):
     schemas = _schemas(pack)
-    assert len(schemas) == 6
+    assert len(schemas) == 7
     for node_id, schema in schemas.items():
         doc = _doc(node_id)
         assert doc.startswith(f"# {schema.display_name}\n"), f"{node_id}.md should open with its display name"

@@ -7,6 +7,9 @@ the CPU holds one copy of the weights (in the requested dtype), never two.
 
 bitsandbytes int8 / nf4 for the decoder layers' Linear layers is optional and imported only when
 asked for; embeddings, norms and ``lm_head`` stay unquantized, as in the reference.
+
+A folder whose ``config.json`` has a ``quantization_config`` (the AWQ release) is pre-quantized: its
+Linears load packed (``awq.py``), stay packed on CUDA and are dequantized at load elsewhere.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from torch import nn
 
 from ..errors import InputError, ModelFileError
 from ..weights.checkpoint import check_model_file, load_strict
+from .awq import check_packed, dequantize_packed_, read_quantization_config, replace_with_packed
 from .config import Step1Config
 from .model import Step1ForCausalLM
 
@@ -68,24 +72,44 @@ def load_step1(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     quantize: str | None = None,
+    keep_packed: bool | None = None,
 ) -> Step1ForCausalLM:
     """The Step1 LM of a Step-Audio-EditX folder, in eval mode.
 
     ``dtype`` defaults to the config's ``torch_dtype`` (bfloat16 in the release). ``quantize``
     is None (or "none"), "int8" or "nf4" (bitsandbytes, CUDA only; checked before any weight is read).
+    A pre-quantized folder keeps its Linears packed if ``keep_packed`` (default: ``device`` is CUDA),
+    else they are dequantized to ``dtype`` at load.
     """
     folder = Path(folder)
     quantize = None if quantize in (None, "", "none") else quantize
-    bnb = _bitsandbytes(quantize, torch.device(device)) if quantize is not None else None
     cfg = Step1Config.from_json(folder / "config.json")
+    packed = read_quantization_config(folder / "config.json")
+    if packed is not None and quantize is not None:
+        raise InputError(
+            f"{folder.name} is already quantized ({packed.num_bits}-bit, in its config.json); set quantization to "
+            "'none' to load it, or pick the full-precision Step-Audio-EditX folder to quantize with bitsandbytes."
+        )
+    bnb = _bitsandbytes(quantize, torch.device(device)) if quantize is not None else None
     dtype = dtype or cfg.dtype
     files = weight_files(folder)
+    tensors = read_weights(files)
     with torch.device("meta"):
         model = Step1ForCausalLM(cfg)
+    model = model.to(dtype)
+    if packed is not None:  # scales keep the file's dtype, so dequantizing rounds once, as the library does
+        scale_dtype = next((t.dtype for k, t in tensors.items() if k.endswith(".weight_scale")), dtype)
+        replace_with_packed(model, packed, scale_dtype)
     # allocate without initialising: every value is overwritten by the strict load below
-    model = model.to(dtype).to_empty(device="cpu" if bnb is not None else device)
-    load_strict(model, read_weights(files), folder, "LM weights")
+    model = model.to_empty(device="cpu" if bnb is not None or packed is not None else device)
+    load_strict(model, tensors, folder, "LM weights")
+    del tensors  # the file's copy: dequantizing below should not find it still held
     model.eval().requires_grad_(False)
+    if packed is not None:
+        check_packed(model, folder)
+        if not (torch.device(device).type == "cuda" if keep_packed is None else keep_packed):
+            dequantize_packed_(model, dtype)
+        model.to(device)
     if bnb is not None:
         _quantize_layers(bnb, model, quantize, torch.device(device), dtype)
     return model

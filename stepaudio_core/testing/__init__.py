@@ -5,5 +5,5 @@ example workflows exercise the real loading code end to end. Random weights make
 speech; what the tests check is shapes, lengths, determinism and the plumbing. Nothing in the
 product imports this package.
 
-    python -m stepaudio_core.testing tiny-bundle OUT_DIR
+    python -m stepaudio_core.testing tiny-bundle OUT_DIR [--awq]
 """

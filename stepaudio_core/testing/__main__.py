@@ -16,8 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     tiny = sub.add_parser("tiny-bundle", help="write a tiny random model folder in the real layout")
     tiny.add_argument("out_dir", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--awq", action="store_true", help="also write Step-Audio-EditX-AWQ-4bit/ (the LM 4-bit packed)")
     args = parser.parse_args(argv)
-    path = write_tiny_bundle(args.out_dir, seed=args.seed)
+    path = write_tiny_bundle(args.out_dir, seed=args.seed, awq=args.awq)
     print(f"wrote a tiny Step-Audio-EditX model folder to {path}")
     return 0
 

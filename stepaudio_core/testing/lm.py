@@ -107,3 +107,98 @@ def tiny_sentencepiece_model() -> bytes:
         model.pieces.add(piece=f"<audio_{n}>", score=0.0, type=pb.ModelProto.SentencePiece.USER_DEFINED)
     model.trainer_spec.vocab_size = len(model.pieces)
     return model.SerializeToString()
+
+
+def awq_quantization_config(num_bits: int, group_size: int | None, symmetric: bool) -> dict:
+    """A ``quantization_config`` as llmcompressor writes it (compressed-tensors pack-quantized, lm_head ignored)."""
+    weights = {
+        "actorder": None,
+        "block_structure": None,
+        "dynamic": False,
+        "group_size": group_size,
+        "num_bits": num_bits,
+        "observer": "minmax",
+        "observer_kwargs": {},
+        "strategy": "group" if group_size else "channel",
+        "symmetric": symmetric,
+        "type": "int",
+    }
+    group = {
+        "format": "pack-quantized",
+        "input_activations": None,
+        "output_activations": None,
+        "targets": ["Linear"],
+        "weights": weights,
+    }
+    return {
+        "config_groups": {"group_0": group},
+        "format": "pack-quantized",
+        "global_compression_ratio": None,
+        "ignore": ["lm_head"],
+        "kv_cache_scheme": None,
+        "quant_method": "compressed-tensors",
+        "quantization_status": "compressed",
+        "sparsity_config": {},
+        "transform_config": {},
+        "version": "0.12.2",
+    }
+
+
+def pack_int32(codes: torch.Tensor, num_bits: int, dim: int = 1) -> torch.Tensor:
+    """Signed codes -> int32 words, ``32 / num_bits`` per word along ``dim``, first field in the low bits."""
+    per_word = 32 // num_bits
+    fields = (codes.t() if dim == 0 else codes).to(torch.int64) + (1 << (num_bits - 1))
+    fields = torch.nn.functional.pad(fields, (0, -fields.shape[1] % per_word)).view(fields.shape[0], -1, per_word)
+    words = (fields << torch.arange(0, 32, num_bits)).sum(-1)
+    words = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)  # the same bits as a signed word
+    return words.t().contiguous() if dim == 0 else words
+
+
+def quantize_rtn(w: torch.Tensor, num_bits: int, group_size: int | None, symmetric: bool) -> dict[str, torch.Tensor]:
+    """Round-to-nearest min/max quantization of one weight into the four pack-quantized tensors (scales fp32)."""
+    out, n_in = w.shape
+    g = w.float().view(out, -1, group_size or n_in)
+    q_min, q_max = -(1 << (num_bits - 1)), (1 << (num_bits - 1)) - 1
+    if symmetric:
+        scale = g.abs().amax(-1) / ((q_max - q_min) / 2)
+        zp = torch.zeros_like(scale, dtype=torch.int64)
+    else:
+        lo, hi = g.amin(-1).clamp(max=0), g.amax(-1).clamp(min=0)
+        scale = (hi - lo) / (q_max - q_min)
+        zp = torch.round(q_min - lo / scale.clamp(min=1e-12)).clamp(q_min, q_max).to(torch.int64)
+    scale = scale.clamp(min=1e-12)
+    codes = torch.round(g / scale.unsqueeze(-1)) + zp.unsqueeze(-1)
+    codes = codes.clamp(q_min, q_max).to(torch.int64).view(out, n_in)
+    tensors = {
+        "weight_packed": pack_int32(codes, num_bits),
+        "weight_scale": scale,
+        "weight_shape": torch.tensor([out, n_in], dtype=torch.int64),
+    }
+    if not symmetric:
+        tensors["weight_zero_point"] = pack_int32(zp, num_bits, dim=0)
+    return tensors
+
+
+def write_tiny_awq_lm(out_dir: Path, seed: int = 0, symmetric: bool = False, group_size: int = 16) -> Path:
+    """Write ``out_dir/Step-Audio-EditX-AWQ-4bit/``: the tiny LM 4-bit quantized as the AWQ release stores it.
+
+    Round-to-nearest stands in for AWQ's calibrated scales (same file format). Like the folder llmcompressor
+    saves, it holds config.json (with ``quantization_config``), model.safetensors and the tokenizer files,
+    but no CosyVoice-300M-25Hz/: the decoder comes from Step-Audio-EditX/ beside it.
+    """
+    folder = Path(out_dir) / "Step-Audio-EditX-AWQ-4bit"
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {**TINY_CONFIG, "quantization_config": awq_quantization_config(4, group_size, symmetric)}
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG, indent=2) + "\n", encoding="utf-8")
+    (folder / "tokenizer.model").write_bytes(tiny_sentencepiece_model())
+    weights = {}
+    for key, w in tiny_weights(seed).items():
+        if key.startswith("model.layers.") and key.endswith("_proj.weight"):
+            for name, t in quantize_rtn(w, 4, group_size, symmetric).items():
+                t = t.to(torch.bfloat16) if t.is_floating_point() else t  # scales in the model dtype
+                weights[key[: -len("weight")] + name] = t.contiguous()
+        else:
+            weights[key] = w.to(torch.bfloat16).contiguous()
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return folder

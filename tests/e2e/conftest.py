@@ -61,9 +61,9 @@ def comfyui_python() -> str:
 
 @pytest.fixture(scope="session")
 def models_folder(tmp_path_factory, comfyui_python) -> Path:
-    """A tiny random model folder, written by the pack's own command with ComfyUI's Python."""
+    """A tiny random model folder, written by the pack's own command with ComfyUI's Python (with the AWQ folder)."""
     out = tmp_path_factory.mktemp("step_audio_editx")
-    done = subprocess.run([comfyui_python, "-m", "stepaudio_core.testing", "tiny-bundle", str(out)], cwd=PACK_ROOT,
+    done = subprocess.run([comfyui_python, "-m", "stepaudio_core.testing", "tiny-bundle", str(out), "--awq"], cwd=PACK_ROOT,
                           capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         pytest.fail(f"writing the tiny model folder failed:\n{done.stdout}\n{done.stderr}")

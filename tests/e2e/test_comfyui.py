@@ -22,6 +22,7 @@ import soundfile as sf
 
 from stepaudio_core import budgets
 from stepaudio_core.codes import GROUP
+from stepaudio_core.dialogue import parse_script
 from stepaudio_core.lm.generate import max_new_tokens_for
 from stepaudio_core.longform import split_text
 from tests.conftest import FIXTURES, ROOT
@@ -32,7 +33,10 @@ WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
 SAMPLE_RATE = 24000
 # The recordings the example workflows' Load Audio nodes name (a user uploads their own there), and the file
 # the test puts into the server's input folder under each name.
-EXAMPLE_INPUTS = {"stepaudio_reference.wav": FIXTURES / "audio" / "en2_24k.wav"}
+EXAMPLE_INPUTS = {
+    "stepaudio_reference.wav": FIXTURES / "audio" / "en2_24k.wav",
+    "stepaudio_reference_2.wav": FIXTURES / "audio" / "en1_24k.wav",  # a second voice, for the dialogue
+}
 # Tiny random models seldom pick the stop token, so a generation mostly runs to its whole budget. Two example
 # workflows cannot run as saved with them, so the test changes one value in each; everything else runs as
 # saved. Edit (iterate) in audio round trip edits each pass's audio, and an edit may produce 2.5 x its input
@@ -42,6 +46,8 @@ EXAMPLE_INPUTS = {"stepaudio_reference.wav": FIXTURES / "audio" / "en2_24k.wav"}
 SPEED_UPS = {
     "stepaudio_iterate_style": ("StepAudioEditIterate", "mode", "token space (faster, not the reference)"),
     "stepaudio_longform_clone": ("StepAudioClone", "max_seconds", 2.0),
+    # Each dialogue line's clone would get 7-9 s, and an edited line 2.5 x that + 5 s more.
+    "stepaudio_dialogue": ("StepAudioDialogue", "max_seconds", 1.0),
 }
 CORE_MODULES = re.compile(r"^(nodes|comfy_extras\.\w+)$")
 
@@ -201,6 +207,13 @@ def edit_max(seconds: float) -> float:
     return decoded_max(budgets.edit_seconds(seconds))
 
 
+def dialogue_silence(script, pause: float) -> float:
+    """Seconds of silence a dialogue puts between (and around) its lines."""
+    gaps = [line.pause_before if line.pause_before is not None else (pause if i else 0.0)
+            for i, line in enumerate(script.lines)]
+    return sum(gaps) + script.pause_after
+
+
 def widget_value(prompt: dict, node_id: str, name: str):
     """An input's value; one fed by a link is the value of the String node it comes from."""
     value = prompt[node_id]["inputs"][name]
@@ -239,6 +252,15 @@ def max_seconds(prompt: dict, source: list) -> list[float]:
             # audio round trip edits the previous pass's audio; token space keeps the recording's budget
             passes.append(edit_max(passes[-1] if passes and inputs["mode"].startswith("audio") else source_seconds))
         return passes if slot == 0 else [passes[-1]]
+    if kind == "StepAudioDialogue":
+        script = parse_script(widget_value(prompt, node_id, "script"))
+        cap, lines = inputs["max_seconds"], []
+        for line in script.lines:
+            pieces = [decoded_max(budgets.clone_seconds(p, cap)) for p in split_text(line.text)]
+            lines.append(sum(edit_max(p) if line.instruction else p for p in pieces))  # an edit is of the clone
+        if slot == 1:
+            return lines
+        return [sum(lines) + dialogue_silence(script, inputs["pause"])]
     if kind == "AudioConcat":
         return [upstream("audio1") + upstream("audio2")]
     if kind == "TrimAudioDuration":
@@ -267,6 +289,21 @@ def example_prompt(path: Path, object_info: dict, server, models_folder: Path) -
         for node in targets:
             node["inputs"][name] = value
     return prompt
+
+
+def test_example_workflow_runs_on_the_awq_folder(comfy_server, object_info, models_folder):
+    """The Loader offers Step-Audio-EditX-AWQ-4bit beside the full folder, and an example workflow runs on it."""
+    awq = str(models_folder / "Step-Audio-EditX-AWQ-4bit")
+    _, options = object_info["StepAudioModelLoader"]["input"]["required"]["models_folder"]
+    assert awq in options["options"]
+    prompt = example_prompt(ROOT / "example_workflows" / "stepaudio_edit_emotion.json", object_info, comfy_server,
+                            models_folder)
+    for node in prompt.values():
+        if node["class_type"] == "StepAudioModelLoader":
+            node["inputs"]["models_folder"] = awq
+    entry = comfy_server.run(prompt, timeout=600)
+    clips = fetch_audio(comfy_server, entry)
+    assert clips and all(rate == SAMPLE_RATE for _, rate in clips)
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
@@ -316,6 +353,17 @@ def test_example_workflow_runs_and_saves_audio(comfy_server, object_info, models
             assert wav.shape[1] == 2, "Audio Concat makes stereo"
             assert wav.shape[0] > original.shape[0], "the edited audio is missing after the original"
             np.testing.assert_allclose(wav[: original.shape[0]], np.stack([original, original], 1), atol=1.5 / 32768)
+        if kind == "StepAudioDialogue" and slot == 0:  # the scene: every line, and the pauses between them
+            script = parse_script(widget_value(prompt, source, "script"))
+            line_nodes = [i for i, n in audio_nodes.items() if n["inputs"]["audio"] == [source, 1]]
+            assert line_nodes, "the dialogue example saves its lines"
+            lines = [wav for wav, _ in clips[line_nodes[0]]]
+            assert len(lines) == len(script.lines)
+            silence = round(dialogue_silence(script, prompt[source]["inputs"]["pause"]) * SAMPLE_RATE)
+            (scene, _), = clips[node_id]
+            assert scene.shape[0] == sum(w.shape[0] for w in lines) + silence
+            subtitles = [o["text"][0] for i, o in entry["outputs"].items() if prompt[i]["class_type"] == "PreviewAny"]
+            assert [s.count(" --> ") for s in subtitles] == [len(script.lines)], subtitles
         if kind == "StepAudioDecode":
             tokens_from = prompt[prompt[source]["inputs"]["tokens"][0]]
             if tokens_from["class_type"] == "StepAudioClone":
@@ -385,7 +433,8 @@ def test_example_workflow_is_a_consistent_saved_graph(object_info, path):
     for link_id, origin, origin_slot, target, target_slot, kind in wf["links"]:
         out, into = nodes[origin]["outputs"][origin_slot], nodes[target]["inputs"][target_slot]
         assert link_id in out["links"] and into["link"] == link_id, f"{path.name}: link {link_id} is not on both ends"
-        assert out["type"] == kind == into["type"], (
+        # an input that takes anything (Preview Any's source) keeps its own type "*"
+        assert out["type"] == kind and into["type"] in (kind, "*"), (
             f"{path.name}: link {link_id} ({kind}) joins an {out['type']} output to an {into['type']} input")
         assert nodes[origin]["order"] < nodes[target]["order"], f"{path.name}: link {link_id} runs backwards in 'order'"
 

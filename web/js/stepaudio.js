@@ -2,14 +2,16 @@
 // - Edit / Edit (iterate): the `option` list follows `edit_type`, and `new_text` is dimmed unless the type
 //   is paralinguistic. Widgets are never added in front of or removed from the node's own widgets, so
 //   `widgets_values` keeps its order and workflows load the same with or without this extension.
-// - Edit, Edit (iterate) and Clone get an "insert tag" button that puts a paralinguistic tag such as
+// - Edit, Edit (iterate), Clone and Dialogue get an "insert tag" button that puts a paralinguistic tag such as
 //   [Laughter] at the caret of their text box.
 // The edit types, options and tags come from the generated edit_registry.js (from stepaudio_core/edits.py).
 import { app } from "../../../scripts/app.js";
 import { NO_OPTION, REGISTRY } from "./edit_registry.js";
 
 // node id -> the multiline text input that tags go into
-const TAG_TARGETS = { StepAudioEdit: "new_text", StepAudioEditIterate: "new_text", StepAudioClone: "text" };
+const TAG_TARGETS = {
+  StepAudioEdit: "new_text", StepAudioEditIterate: "new_text", StepAudioClone: "text", StepAudioDialogue: "script",
+};
 const EDIT_NODES = new Set(["StepAudioEdit", "StepAudioEditIterate"]);
 
 const findWidget = (node, name) => node.widgets?.find((w) => w.name === name);
