@@ -83,8 +83,8 @@ class StepAudioDialogue(io.ComfyNode):
                 io.Int.Input(
                     "seed",
                     default=0,
-                    min=0,
-                    max=2**63 - 1,
+                    min=limits.SEED_MIN,
+                    max=limits.SEED_MAX,
                     control_after_generate=True,
                     tooltip="One seed for the script; each line derives its own from it and its content, so "
                     "changing one line re-renders only that line.",

@@ -262,10 +262,11 @@ def test_node_widgets_take_the_library_limits(pack):
             n.edit.StepAudioEdit,
             n.decode.StepAudioDecode,
             n.iterate.StepAudioEditIterate,
+            n.dialogue.StepAudioDialogue,
         )
         for i in node.define_schema().inputs
     }
-    for node in ("StepAudioClone", "StepAudioEdit", "StepAudioDecode"):
+    for node in ("StepAudioClone", "StepAudioEdit", "StepAudioDecode", "StepAudioDialogue"):
         assert (widgets[node, "seed"].min, widgets[node, "seed"].max) == (limits.SEED_MIN, limits.SEED_MAX)
     assert widgets["StepAudioEditIterate", "iterations"].max == limits.MAX_EDIT_PASSES
 
@@ -294,3 +295,27 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.strip() == f"python -m stepaudio_core {__version__}"
+
+
+def _dialogue(tmp_path, *extra):
+    script = tmp_path / "scene.txt"
+    script.write_text("[Ann] Hello there.\n", encoding="utf-8")
+    voice = f"Ann={REF}:Please call Stella."
+    return ["dialogue", "--models", str(tmp_path), "--voice", voice, "--script", str(script), *extra]
+
+
+@pytest.mark.parametrize(
+    "extra, says",
+    [
+        (["--out", "{d}/x.wav", "--pause", "90"], "--pause must be between 0 and 60 seconds"),
+        (["--out", "{d}/x.wav", "--flow-steps", "0"], "--flow-steps must be between"),
+        (["--out", "{d}/x.wav", "--seed", "-5"], "--seed must lie between 0"),
+        (["--out", "{d}"], "--out {d} is a folder"),
+        (["--out", "{d}/x.wav", "--srt", "{d}/file.txt/x.srt"], "--srt {d}/file.txt/x.srt: {d}/file.txt is a file"),
+    ],
+)
+def test_dialogue_checks_flags_and_outputs_first(tmp_path, capsys, extra, says):
+    (tmp_path / "file.txt").write_text("x")
+    rc = main(_dialogue(tmp_path, *[e.format(d=tmp_path) for e in extra]))
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"error: {says.format(d=tmp_path)}"), err
