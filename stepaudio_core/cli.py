@@ -45,12 +45,12 @@ def _wrote(progress: Progress, path: Path, audio, sample_rate: int) -> None:
 def cmd_clone(args) -> int:
     pieces = cli_inputs.check_clone(args)
     out = cli_output.check_output(args.out, (args.prompt_audio,))
-    wav, sr = _recording(args.prompt_audio)
-    progress = Progress("clone")
-    plan = cli_inputs.clone_plan(args.text, pieces, args.max_seconds)
-    if plan:
-        progress.line(plan)
-    with cli_output.OutputLock(out):
+    with cli_output.OutputLock(out):  # before anything slow: a second run on this --out stops at once
+        wav, sr = _recording(args.prompt_audio)
+        progress = Progress("clone")
+        plan = cli_inputs.clone_plan(args.text, pieces, args.max_seconds)
+        if plan:
+            progress.line(plan)
         model = _model(args)
         prompt = model.encode(wav, sr, args.prompt_text)
         audio = model.clone_long(
@@ -66,9 +66,9 @@ def cmd_edit(args) -> int:
     cli_inputs.check_edit(args)
     out = cli_output.check_output(args.out, (args.prompt_audio,))
     paths = cli_output.iteration_paths(out, args.n_iter)
-    wav, sr = _recording(args.prompt_audio)
-    progress = Progress("edit")
-    with cli_output.OutputLock(out):
+    with cli_output.OutputLock(out):  # before anything slow: a second run on this --out stops at once
+        wav, sr = _recording(args.prompt_audio)
+        progress = Progress("edit")
         model = _model(args)
 
         def keep(i: int, audio) -> None:  # each pass on disk as soon as it exists: Ctrl-C later keeps it
@@ -106,9 +106,9 @@ def cmd_dialogue(args) -> int:
     out = cli_output.check_output(args.out, tuple(p for _, p, _ in voices))
     srt = cli_output.check_folder(args.srt, "--srt") if args.srt else None
     lines_dir = cli_output.check_folder(args.lines_dir / "x.wav", "--lines-dir").parent if args.lines_dir else None
-    recordings = {name: (_recording(path, f"--voice {name}"), transcript) for name, path, transcript in voices}
-    progress = Progress("dialogue")
-    with cli_output.OutputLock(out):
+    with cli_output.OutputLock(out):  # before anything slow: a second run on this --out stops at once
+        recordings = {name: (_recording(path, f"--voice {name}"), transcript) for name, path, transcript in voices}
+        progress = Progress("dialogue")
         from .dialogue import render_dialogue
 
         model = _model(args)
