@@ -14,7 +14,7 @@ from stepaudio_core.cli import main
 from stepaudio_core.cli_inputs import wav_shortfall
 from stepaudio_core.errors import InputError
 from stepaudio_core.longform import split_text
-from stepaudio_core.validate import check_edit_request, text_input
+from stepaudio_core.validate import check_edit_request, check_passes, text_input
 from stepaudio_core.vocabulary import CLI, NODES, render
 from tests.conftest import FIXTURES, ROOT
 
@@ -269,6 +269,9 @@ def test_node_widgets_take_the_library_limits(pack):
     for node in ("StepAudioClone", "StepAudioEdit", "StepAudioDecode", "StepAudioDialogue"):
         assert (widgets[node, "seed"].min, widgets[node, "seed"].max) == (limits.SEED_MIN, limits.SEED_MAX)
     assert widgets["StepAudioEditIterate", "iterations"].max == limits.MAX_EDIT_PASSES
+    assert check_passes(limits.MAX_EDIT_PASSES) == limits.MAX_EDIT_PASSES  # the widget's top is accepted...
+    with pytest.raises(InputError, match=f"between 1 and {limits.MAX_EDIT_PASSES}; got {limits.MAX_EDIT_PASSES + 1}"):
+        check_passes(limits.MAX_EDIT_PASSES + 1)  # ...and one more is not, by the library either
 
 
 @pytest.mark.parametrize("command", ["clone", "edit"])
