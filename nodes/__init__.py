@@ -2,6 +2,7 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .asr import StepAudioASRLoader, StepAudioTranscribe
 from .clone import StepAudioClone
 from .decode import StepAudioDecode
 from .edit import StepAudioEdit
@@ -15,4 +16,5 @@ class StepAudioExtension(ComfyExtension):
         register_model_folder()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [StepAudioModelLoader, StepAudioEncode, StepAudioClone, StepAudioEdit, StepAudioEditIterate, StepAudioDecode]
+        return [StepAudioModelLoader, StepAudioEncode, StepAudioClone, StepAudioEdit, StepAudioEditIterate, StepAudioDecode,
+                StepAudioASRLoader, StepAudioTranscribe]

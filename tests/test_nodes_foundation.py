@@ -38,7 +38,7 @@ print(len(nodes), ",".join(ours), ",".join(heavy) or "-")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     count, ours, heavy = out.stdout.split()
-    assert int(count) == 6
+    assert int(count) == 8
     # only the error types and the edit registry (plain data) load with the node definitions
     assert ours == f"{PACK}.stepaudio_core.edits,{PACK}.stepaudio_core.errors", ours
     assert heavy == "-", f"heavy packages imported at start-up: {heavy}"
@@ -47,7 +47,7 @@ print(len(nodes), ",".join(ours), ",".join(heavy) or "-")
 def test_every_node_has_a_documented_schema(pack):
     nodes = _nodes(pack)
     assert set(nodes) == {"StepAudioModelLoader", "StepAudioEncode", "StepAudioClone", "StepAudioEdit",
-                          "StepAudioEditIterate", "StepAudioDecode"}
+                          "StepAudioEditIterate", "StepAudioDecode", "StepAudioASRLoader", "StepAudioTranscribe"}
     for node_id, node in nodes.items():
         schema = node.GET_SCHEMA()
         assert node_id.startswith("StepAudio") and schema.display_name.startswith("StepAudio ")

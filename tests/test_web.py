@@ -293,7 +293,7 @@ def _doc(node_id: str) -> str:
 
 def test_every_node_has_a_doc_that_names_its_inputs_and_outputs(pack):
     schemas = _schemas(pack)
-    assert len(schemas) == 6
+    assert len(schemas) == 8
     for node_id, schema in schemas.items():
         doc = _doc(node_id)
         assert doc.startswith(f"# {schema.display_name}\n"), f"{node_id}.md should open with its display name"
