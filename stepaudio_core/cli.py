@@ -45,6 +45,21 @@ def _model(args):
     return StepAudioEditX(args.models, device=args.device, dtype=args.dtype, quantization=args.quantization)
 
 
+def _prompt_text(args, wav, sr, needed: bool = True) -> str:
+    """--prompt-text, else (with --transcribe, --asr-model, or a Whisper folder in DIR/asr/) the ASR's transcript, printed."""
+    from .asr.cli import asr_folder, transcribe_for_cli
+
+    if args.prompt_text:
+        return args.prompt_text
+    folder = asr_folder(args.models, args.asr_model)
+    if args.transcribe or args.asr_model or (needed and (folder / "config.json").is_file()):
+        return transcribe_for_cli(folder, wav, sr, args.device)
+    if needed:
+        raise InputError(f"--prompt-text is missing: give the transcript of --prompt-audio, or add --transcribe "
+                         f"(uses the Whisper model in {folder}, or the one --asr-model names)")
+    return ""
+
+
 def _progress(label: str):
     start = time.perf_counter()
 
@@ -58,7 +73,7 @@ def _progress(label: str):
 def cmd_clone(args) -> int:
     model = _model(args)
     wav, sr = _read_audio(args.prompt_audio)
-    prompt = model.encode(wav, sr, args.prompt_text)
+    prompt = model.encode(wav, sr, _prompt_text(args, wav, sr))
     audio = model.clone_long(
         prompt, args.text, language=args.language, seed=args.seed, temperature=args.temperature,
         max_seconds=args.max_seconds, on_token=_progress("clone"),
@@ -73,7 +88,7 @@ def cmd_edit(args) -> int:
     model = _model(args)
     wav, sr = _read_audio(args.prompt_audio)
     results = model.edit_iterations(
-        wav, sr, args.prompt_text or "", args.edit_type, args.edit_info, new_text=args.text, n_iter=args.n_iter,
+        wav, sr, _prompt_text(args, wav, sr, args.edit_type not in ("denoise", "vad")), args.edit_type, args.edit_info, new_text=args.text, n_iter=args.n_iter,
         seed=args.seed, on_token=_progress("edit"),
     )
     print(file=sys.stderr)
@@ -99,10 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="LM precision; auto = bf16 where supported")
         p.add_argument("--quantization", default="none", choices=["none", "int8", "nf4"], help="bitsandbytes quantisation of the LM's linear layers (CUDA)")
         p.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
+        p.add_argument("--transcribe", action="store_true", help="without --prompt-text: transcribe --prompt-audio with Whisper (printed)")
+        p.add_argument("--asr-model", default=None, help="Whisper folder or name under DIR/asr/; default whisper-large-v3-turbo (used automatically when --prompt-text is missing)")
 
     clone = sub.add_parser("clone", help="speak new text in the voice of a reference recording")
     common(clone)
-    clone.add_argument("--prompt-text", required=True, help="transcript of the reference recording")
+    clone.add_argument("--prompt-text", default=None, help="transcript of the reference recording (or use --transcribe)")
     clone.add_argument("--text", required=True, help="what to say; long text is split at sentence ends")
     clone.add_argument("--language", default=None, choices=list(LANGUAGE_TAGS), help="dialect/language tag prepended to the text (none for Mandarin and English)")
     clone.add_argument("--temperature", type=float, default=0.7, help="sampling temperature; default 0.7 as released")
