@@ -33,7 +33,7 @@ def asr_folder(name: str) -> Path:
     """The first registered folder holding ``asr/<name>``; for a missing one, where a download puts it."""
     bases = [Path(b) for b in folder_paths.get_folder_paths(FOLDER)]
     for base in bases:
-        if (base / ASR_DIR / name / "config.json").is_file():
+        if (base / ASR_DIR / name).is_dir():
             return base / ASR_DIR / name
     if Path(name).is_absolute():  # a folder path typed in an API prompt
         return Path(name)

@@ -11,7 +11,7 @@ from stepaudio_core.asr import SpeechRecognizer, align, check_asr_folder
 from stepaudio_core.asr.recognizer import cut_points
 from stepaudio_core.audio import resample
 from stepaudio_core.errors import InputError, ModelFileError
-from tests.asr_fixtures import TINY_WHISPER, golden_audio, long40, needs_transformers, reference_outputs
+from tests.asr_fixtures import TINY_WHISPER, golden_audio, long40, needs_transformers, reference_outputs, short_whisper  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.asr
 

@@ -99,15 +99,20 @@ class SpeechRecognizer:
             raise ModelFileError(
                 f"the weights in {self.folder} do not fit its config.json (first keys: {bad}); download the ASR model again"
             )
-        return model.eval(), features, tokenizer
+        # ComfyUI's ModelPatcher assigns ``module.device``, a read-only property of transformers models,
+        # so the placer gets a plain container that holds the model.
+        holder = nn.Module()
+        holder.whisper = model.eval()
+        return holder, features, tokenizer
 
     def parts(self) -> tuple:
         """(model, feature extractor, tokenizer), loading them once; the model is placed on every call."""
         with self._lock:
             if self._parts is None:
                 self._parts = self._load()
-        self.placer("asr", self._parts[0])
-        return self._parts
+        holder, features, tokenizer = self._parts
+        self.placer("asr", holder)
+        return holder.whisper, features, tokenizer
 
     def unload(self) -> None:
         with self._lock:
