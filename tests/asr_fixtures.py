@@ -14,7 +14,9 @@ from tests.paths import FIXTURES
 ASR = FIXTURES / "asr"
 TINY_WHISPER = ASR / "whisper-tiny-random"
 HAS_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
-needs_transformers = pytest.mark.skipif(not HAS_TRANSFORMERS, reason="transformers is not installed (pip install transformers)")
+needs_transformers = pytest.mark.skipif(
+    not HAS_TRANSFORMERS, reason="transformers is not installed (pip install transformers)"
+)
 
 
 def reference_outputs() -> dict:

@@ -84,7 +84,9 @@ def test_long_audio_is_transcribed_whole_with_increasing_word_timings(short_whis
     assert len(points) == 3 and points[1] <= 30 * 16000
     starts = [w.start for w in transcript.words]
     assert transcript.words and all(w.start <= w.end for w in transcript.words)
-    assert starts == sorted(starts) and all(a.end <= b.start + 1e-9 for a, b in zip(transcript.words, transcript.words[1:]))
+    assert starts == sorted(starts) and all(
+        a.end <= b.start + 1e-9 for a, b in zip(transcript.words, transcript.words[1:])
+    )
     assert transcript.words[-1].end <= 40.0
     assert any(w.start >= points[1] / 16000 for w in transcript.words), "the second piece's words come after the cut"
     assert transcript.timings_text().count("\n") == len(transcript.words) - 1

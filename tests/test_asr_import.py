@@ -3,8 +3,12 @@
 import subprocess
 import sys
 
+import pytest
+
 from tests.asr_fixtures import TINY_WHISPER
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.asr
 
 
 def test_pack_and_nodes_load_without_transformers(tmp_path):

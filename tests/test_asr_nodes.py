@@ -40,7 +40,10 @@ def test_loader_lists_asr_folders_and_extra_paths(pack, asr_in_models, tmp_path)
     (extra / "asr" / "my-whisper").mkdir(parents=True)
     folder_paths.add_model_folder_path("step_audio_editx", str(extra))  # what extra_model_paths.yaml does
     combo = pack.nodes.asr.StepAudioASRLoader.define_schema().inputs[0]
-    assert combo.options[:2] == ["whisper-large-v3-turbo", "whisper-large-v3"] and combo.default == "whisper-large-v3-turbo"
+    assert (
+        combo.options[:2] == ["whisper-large-v3-turbo", "whisper-large-v3"]
+        and combo.default == "whisper-large-v3-turbo"
+    )
     assert {"whisper-tiny-test", "my-whisper"} <= set(combo.options)
     assert pack.nodes.asr.asr_folder("my-whisper") == extra / "asr" / "my-whisper"
 
@@ -51,7 +54,9 @@ def test_missing_model_without_download_is_a_clear_node_error(pack, comfy, monke
     pack.nodes.loader.register_model_folder()
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: pytest.fail("download is off"))
-    with pytest.raises(Exception, match=r"StepAudio ASR Loader: ASR model folder .*whisper-large-v3-turbo does not exist"):
+    with pytest.raises(
+        Exception, match=r"StepAudio ASR Loader: ASR model folder .*whisper-large-v3-turbo does not exist"
+    ):
         pack.nodes.asr.StepAudioASRLoader.execute("whisper-large-v3-turbo", "cpu", "auto", False)
 
 
@@ -101,14 +106,44 @@ def test_cli_transcribes_a_missing_prompt_text_and_prints_it(tiny_bundle, short_
     wav = tmp_path / "ref.wav"
     data, sr = sf.read(REF)
     sf.write(wav, data[: int(1.5 * sr)], sr)
-    rc = main(["clone", "--models", str(tiny_bundle), "--prompt-audio", str(wav), "--transcribe", "--asr-model",
-               str(short_whisper), "--text", "Hello there.", "--max-seconds", "1", "--device", "cpu",
-               "--out", str(tmp_path / "c.wav")])
+    rc = main(
+        [
+            "clone",
+            "--models",
+            str(tiny_bundle),
+            "--prompt-audio",
+            str(wav),
+            "--transcribe",
+            "--asr-model",
+            str(short_whisper),
+            "--text",
+            "Hello there.",
+            "--max-seconds",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "c.wav"),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and (tmp_path / "c.wav").is_file()
     line = next(li for li in out.splitlines() if li.startswith("transcript: "))
     assert len(line) > len("transcript: ")
-    rc = main(["clone", "--models", str(tiny_bundle), "--prompt-audio", str(wav), "--text", "Hi.",
-               "--device", "cpu", "--out", str(tmp_path / "d.wav")])
+    rc = main(
+        [
+            "clone",
+            "--models",
+            str(tiny_bundle),
+            "--prompt-audio",
+            str(wav),
+            "--text",
+            "Hi.",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "d.wav"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "--prompt-text is missing" in err and err.count("\n") == 1
