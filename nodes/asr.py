@@ -113,7 +113,8 @@ class StepAudioTranscribe(io.ComfyNode):
                              tooltip="Beam search width. 5 as the reference's transformers pipeline call; 1 (greedy) "
                              "is faster. Both are deterministic."),
                 io.Boolean.Input("word_timings", default=True,
-                                 tooltip="Also find when each word starts and ends (one extra decoder pass)."),
+                                 tooltip="Also find when each word starts and ends (one more encoder pass and one "
+                                 "decoder pass per 30 s)."),
             ],
             outputs=[
                 io.String.Output("text", display_name="text", tooltip="The transcript (one line per clip of a batch)."),
