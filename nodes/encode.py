@@ -26,8 +26,8 @@ class StepAudioEncode(io.ComfyNode):
                                 tooltip="What the recording says, word for word. Needed for cloning and for "
                                 "emotion, style, speed and paralinguistic edits; denoise and vad do not use it."),
                 io.Boolean.Input("auto_transcribe", default=False, optional=True,
-                                 tooltip="When the transcript is empty, let the connected ASR write it (shown on the "
-                                 "node and at the 'transcript' output). A typed transcript is always used as it is."),
+                                 tooltip="When the transcript is empty, let the connected ASR write it (it comes out "
+                                 "of 'transcript used'). A typed transcript is always used as it is."),
                 StepAudioASR.Input("asr", optional=True, tooltip="From StepAudio ASR Loader; used by auto_transcribe."),
             ],
             outputs=[

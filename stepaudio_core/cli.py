@@ -87,8 +87,9 @@ def cmd_clone(args) -> int:
 def cmd_edit(args) -> int:
     model = _model(args)
     wav, sr = _read_audio(args.prompt_audio)
+    text = _prompt_text(args, wav, sr, needed=args.edit_type not in ("denoise", "vad"))
     results = model.edit_iterations(
-        wav, sr, _prompt_text(args, wav, sr, args.edit_type not in ("denoise", "vad")), args.edit_type, args.edit_info, new_text=args.text, n_iter=args.n_iter,
+        wav, sr, text, args.edit_type, args.edit_info, new_text=args.text, n_iter=args.n_iter,
         seed=args.seed, on_token=_progress("edit"),
     )
     print(file=sys.stderr)
