@@ -189,9 +189,10 @@ class SpeechRecognizer:
         specials = set(tokenizer.all_special_ids)
         text_ids = [t for t in ids if t not in specials and t <= generation.no_timestamps_token_id]
         text = tokenizer.decode(text_ids, skip_special_tokens=True).strip()
-        need_encoder = language == "auto" or (word_timings and text_ids)
-        if not need_encoder:
-            return Transcript(text, (), language)
+        if not (word_timings and text_ids):
+            # Without word timings the language is reported only when it was given: detecting it would cost
+            # another encoder pass, which an automatic transcript (Encode, the CLI) does not need.
+            return Transcript(text, (), None if language == "auto" else language)
         param = next(model.parameters())
         feats, _ = self.features(audio.float().numpy())
         states = model.get_encoder()(feats.to(param.device, param.dtype)).last_hidden_state
