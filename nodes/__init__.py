@@ -2,6 +2,7 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .asr import StepAudioASRLoader, StepAudioTranscribe
 from .clone import StepAudioClone
 from .decode import StepAudioDecode
 from .dialogue import StepAudioDialogue
@@ -17,4 +18,4 @@ class StepAudioExtension(ComfyExtension):
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [StepAudioModelLoader, StepAudioEncode, StepAudioClone, StepAudioEdit, StepAudioEditIterate, StepAudioDecode,
-                StepAudioDialogue]
+                StepAudioDialogue, StepAudioASRLoader, StepAudioTranscribe]

@@ -7,3 +7,6 @@ StepAudioPrompt = io.Custom("STEP_AUDIO_PROMPT")
 StepAudioTokens = io.Custom("STEP_AUDIO_TOKENS")
 
 CATEGORY = "audio/Step-Audio-EditX"
+StepAudioASR = io.Custom("STEP_AUDIO_ASR")
+# A tuple of stepaudio_core.transcript.Transcript, one per clip of the transcribed batch.
+StepAudioTranscript = io.Custom("STEP_AUDIO_TRANSCRIPT")

@@ -30,6 +30,29 @@ def _model(args):
     return StepAudioEditX(args.models, device=args.device, dtype=args.dtype, quantization=args.quantization)
 
 
+def _asr_folder(args, needed: bool) -> Path | None:
+    """The Whisper folder that fills a missing --prompt-text (--transcribe, --asr-model, or one found in DIR/asr/)."""
+    from .asr.cli import asr_folder
+
+    if args.prompt_text:
+        return None
+    folder = asr_folder(args.models, args.asr_model)
+    if args.transcribe or args.asr_model or (needed and (folder / "config.json").is_file()):
+        from .asr.folder import check_asr_folder
+
+        return check_asr_folder(folder)  # checked before any model loads, like every other input
+    return None
+
+
+def _prompt_text(args, folder: Path | None, wav, sr) -> str:
+    """--prompt-text, else the ASR's transcript of the recording (printed, so the user sees what was used)."""
+    if folder is None:
+        return args.prompt_text or ""
+    from .asr.cli import transcribe_for_cli
+
+    return transcribe_for_cli(folder, wav, sr, args.device)
+
+
 def _recording(path: Path, flag: str = "--prompt-audio"):
     from .validate import prepare_audio
 
@@ -43,7 +66,8 @@ def _wrote(progress: Progress, path: Path, audio, sample_rate: int) -> None:
 
 
 def cmd_clone(args) -> int:
-    pieces = cli_inputs.check_clone(args)
+    asr = _asr_folder(args, needed=True)
+    pieces = cli_inputs.check_clone(args, transcribing=asr is not None)
     out = cli_output.check_output(args.out, (args.prompt_audio,))
     with cli_output.OutputLock(out):  # before anything slow: a second run on this --out stops at once
         wav, sr = _recording(args.prompt_audio)
@@ -52,7 +76,7 @@ def cmd_clone(args) -> int:
         if plan:
             progress.line(plan)
         model = _model(args)
-        prompt = model.encode(wav, sr, args.prompt_text)
+        prompt = model.encode(wav, sr, _prompt_text(args, asr, wav, sr))
         audio = model.clone_long(
             prompt, args.text, language=args.language, seed=args.seed, temperature=args.temperature,
             max_seconds=args.max_seconds, on_token=progress, on_piece=progress.piece,
@@ -63,7 +87,8 @@ def cmd_clone(args) -> int:
 
 
 def cmd_edit(args) -> int:
-    cli_inputs.check_edit(args)
+    asr = _asr_folder(args, needed=args.edit_type not in ("denoise", "vad"))
+    cli_inputs.check_edit(args, transcribing=asr is not None)
     out = cli_output.check_output(args.out, (args.prompt_audio,))
     paths = cli_output.iteration_paths(out, args.n_iter)
     with cli_output.OutputLock(out):  # before anything slow: a second run on this --out stops at once
@@ -76,7 +101,7 @@ def cmd_edit(args) -> int:
             _wrote(progress, paths[i], audio, model.sample_rate)
 
         model.edit_iterations(
-            wav, sr, args.prompt_text or "", args.edit_type, args.edit_info, new_text=args.text, n_iter=args.n_iter,
+            wav, sr, _prompt_text(args, asr, wav, sr), args.edit_type, args.edit_info, new_text=args.text, n_iter=args.n_iter,
             seed=args.seed, on_token=progress, on_pass=lambda i: progress.pass_(i, args.n_iter), on_result=keep,
         )
     return 0
@@ -177,11 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="LM precision; auto = bf16 where supported")
         p.add_argument("--quantization", default="none", choices=["none", "int8", "nf4"], help="bitsandbytes quantisation of the LM's linear layers (CUDA); none for a Step-Audio-EditX-AWQ-4bit folder, which carries its own")
         p.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
+        p.add_argument("--transcribe", action="store_true", help="without --prompt-text: transcribe --prompt-audio with Whisper (printed)")
+        p.add_argument("--asr-model", default=None, help="Whisper folder or name under DIR/asr/; default whisper-large-v3-turbo (used automatically when --prompt-text is missing)")
 
     clone = sub.add_parser("clone", help="speak new text in the voice of a reference recording", formatter_class=fmt,
                            epilog=f"example:\n  {EXAMPLES['clone']}")
     common(clone)
-    clone.add_argument("--prompt-text", required=True, help="transcript of the reference recording")
+    clone.add_argument("--prompt-text", default=None,
+                       help="transcript of the reference recording (or --transcribe: Whisper writes it, and it is printed)")
     clone.add_argument("--text", required=True,
                        help="what to say; long text is split at sentence ends, and its length in pieces and minutes is "
                        "shown before it starts")

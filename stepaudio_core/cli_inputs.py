@@ -23,10 +23,16 @@ def check_common(args) -> None:
         raise InputError(f"--models {args.models}: folder not found; give the folder holding Step-Audio-EditX/")
 
 
-def check_clone(args) -> list[str]:
-    """Checks a clone's flags; returns its pieces of text (the CLI prints the plan before it starts)."""
+def check_clone(args, transcribing: bool = False) -> list[str]:
+    """Checks a clone's flags; returns its pieces of text (the CLI prints the plan before it starts).
+
+    ``transcribing``: speech recognition will supply the missing transcript.
+    """
     check_common(args)
-    validate.text_input(args.prompt_text, "transcript", fix="give the transcript of the reference recording")
+    if not transcribing:
+        validate.text_input(
+            args.prompt_text, "transcript", fix="give the transcript of the reference recording (or add --transcribe)"
+        )
     text = validate.text_input(args.text, "text", fix="give what the cloned voice should say")
     validate.check_temperature(args.temperature)
     validate.check_max_seconds(args.max_seconds)
@@ -54,11 +60,15 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
-def check_edit(args) -> None:
-    """Checks an edit's flags; warns about flags that the chosen edit type ignores."""
+def check_edit(args, transcribing: bool = False) -> None:
+    """Checks an edit's flags; warns about flags that the chosen edit type ignores.
+
+    ``transcribing``: speech recognition will supply the missing transcript.
+    """
     check_common(args)
     validate.check_passes(args.n_iter)
-    transcript = validate.text_input(args.prompt_text, "transcript")
+    # a transcript the ASR will write satisfies the edits that need one
+    transcript = validate.text_input(args.prompt_text, "transcript") or ("(transcribed)" if transcribing else "")
     kind = EDIT_TYPES[args.edit_type]
     if args.edit_info not in (None, "") and not kind.options:
         warn(f"--edit-info '{args.edit_info}' does not apply to the {kind.name} edit (it has no options); ignored")

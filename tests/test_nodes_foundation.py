@@ -35,7 +35,7 @@ print(len(nodes), ",".join(ours), ",".join(heavy) or "-")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     count, ours, heavy = out.stdout.split()
-    assert int(count) == 7
+    assert int(count) == 9
     # only plain-data modules load with the node definitions: the model-folder layout (the Loader lists
     # folders), the edit registry, the error types and the named limits
     light = ("bundle", "edits", "errors", "limits")
@@ -46,7 +46,8 @@ print(len(nodes), ",".join(ours), ",".join(heavy) or "-")
 def test_every_node_has_a_documented_schema(pack):
     nodes = _nodes(pack)
     assert set(nodes) == {"StepAudioModelLoader", "StepAudioEncode", "StepAudioClone", "StepAudioEdit",
-                          "StepAudioEditIterate", "StepAudioDecode", "StepAudioDialogue"}
+                          "StepAudioEditIterate", "StepAudioDecode", "StepAudioDialogue", "StepAudioASRLoader",
+                          "StepAudioTranscribe"}
     for node_id, node in nodes.items():
         schema = node.GET_SCHEMA()
         assert node_id.startswith("StepAudio") and schema.display_name.startswith("StepAudio ")

@@ -300,7 +300,7 @@ def _doc(node_id: str) -> str:
 
 def test_every_node_has_a_doc_that_names_its_inputs_and_outputs(pack):
     schemas = _schemas(pack)
-    assert len(schemas) == 7
+    assert len(schemas) == 9
     for node_id, schema in schemas.items():
         doc = _doc(node_id)
         assert doc.startswith(f"# {schema.display_name}\n"), f"{node_id}.md should open with its display name"

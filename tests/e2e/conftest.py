@@ -7,7 +7,9 @@ collection. When a test fails, what the server printed while it ran is attached 
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from tests.e2e.comfy_server import PACK_ROOT, ComfyServer
 
 E2E_DIR = Path(__file__).resolve().parent
+E2E_ASR_MODEL = "whisper-tiny-random"  # models_folder/asr/<this>: the example workflows' ASR Loaders use it
 _LOG_START = pytest.StashKey[int]()
 
 
@@ -67,6 +70,12 @@ def models_folder(tmp_path_factory, comfyui_python) -> Path:
                           capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         pytest.fail(f"writing the tiny model folder failed:\n{done.stdout}\n{done.stderr}")
+    # The ASR golden's tiny Whisper, where users put theirs. It never stops by itself, so its generation
+    # config caps each transcript at 12 tokens (a run to Whisper's 448 would only cost time).
+    whisper = out / "asr" / E2E_ASR_MODEL
+    shutil.copytree(PACK_ROOT / "tests" / "fixtures" / "asr" / "whisper-tiny-random", whisper)
+    config = json.loads((whisper / "generation_config.json").read_text())
+    (whisper / "generation_config.json").write_text(json.dumps(config | {"max_new_tokens": 12}))
     return out
 
 

@@ -27,6 +27,7 @@ from stepaudio_core.lm.generate import max_new_tokens_for
 from stepaudio_core.longform import split_text
 from tests.conftest import FIXTURES, ROOT
 from tests.e2e.comfy_server import PACK_FOLDER, messages
+from tests.e2e.conftest import E2E_ASR_MODEL
 from tests.e2e.workflow_api import api_node, pick_offered, to_api, widget_slots
 
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
@@ -278,6 +279,10 @@ def example_prompt(path: Path, object_info: dict, server, models_folder: Path) -
     for node in prompt.values():
         if node["class_type"] == "StepAudioModelLoader":
             assert node["inputs"]["models_folder"] == str(models_folder)
+        elif node["class_type"] == "StepAudioASRLoader":
+            # the saved whisper-large-v3-turbo is the user's; this server has the tiny one in models_folder/asr/
+            assert E2E_ASR_MODEL in object_info["StepAudioASRLoader"]["input"]["required"]["asr_model"][1]["options"]
+            node["inputs"]["asr_model"] = E2E_ASR_MODEL
         elif node["class_type"] == "LoadAudio":
             name = node["inputs"]["audio"]
             assert name in EXAMPLE_INPUTS, f"{path.name} loads '{name}': use one of {sorted(EXAMPLE_INPUTS)}"
