@@ -41,7 +41,7 @@ def asr_folder(name: str) -> Path:
 
 
 def get_recognizer(folder: Path, device: str, dtype: str):
-    from ..stepaudio_core.asr import SpeechRecognizer
+    from ..stepaudio_core.asr.recognizer import SpeechRecognizer
     from .management import ComfyPlacer, comfy_device
 
     dev = comfy_device(device)

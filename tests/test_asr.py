@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from stepaudio_core.asr import SpeechRecognizer, align, check_asr_folder
-from stepaudio_core.asr.recognizer import cut_points
+from stepaudio_core.asr import align
+from stepaudio_core.asr.folder import check_asr_folder
+from stepaudio_core.asr.recognizer import SpeechRecognizer, cut_points
 from stepaudio_core.audio import resample
 from stepaudio_core.errors import InputError, ModelFileError
 from tests.asr_fixtures import TINY_WHISPER, golden_audio, long40, needs_transformers, reference_outputs, short_whisper  # noqa: F401 - a fixture

@@ -25,7 +25,7 @@ asyncio.run(ext.on_load())
 nodes = {{n.GET_SCHEMA().node_id for n in asyncio.run(ext.get_node_list())}}
 assert {{"StepAudioTranscribe", "StepAudioASRLoader", "StepAudioEncode"}} <= nodes, nodes
 import torch
-from stepaudio_core.asr import SpeechRecognizer
+from stepaudio_core.asr.recognizer import SpeechRecognizer
 from stepaudio_core.errors import StepAudioError
 try:
     SpeechRecognizer({str(TINY_WHISPER)!r}, device="cpu").transcribe(torch.zeros(16000), 16000)

@@ -146,4 +146,4 @@ def test_cli_transcribes_a_missing_prompt_text_and_prints_it(tiny_bundle, short_
         ]
     )
     err = capsys.readouterr().err
-    assert rc == 2 and "--prompt-text is missing" in err and err.count("\n") == 1
+    assert rc == 2 and "--prompt-text is empty" in err and "--transcribe" in err and err.count("\n") == 1
