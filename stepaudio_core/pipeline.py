@@ -213,19 +213,20 @@ class StepAudioEditX:
 
     # ------------------------------------------------------------------ encode
 
-    def encode(self, wav: torch.Tensor, sample_rate: int, text: str = "") -> EncodedPrompt:
+    def encode(self, wav: torch.Tensor, sample_rate: int, text: str = "", *, cache: bool = True) -> EncodedPrompt:
         """A recording (channels, samples) or (samples,) at any rate, with its transcript -> prompt.
 
         Served from a bounded cache keyed by the content of (waveform, rate, transcript), so a
         reference voice used by many clones and edits is encoded once. The model reads at most
         30 s: codes, mel and voice come from the first 30 s, while ``audio`` keeps the whole
-        recording so that Clone (which uses the first 30 s) and Edit (which refuses) can tell.
+        recording so that Clone (which uses the first 30 s) and Edit (which edits a longer one in
+        pieces) can tell. ``cache=False`` neither reads nor fills the cache (the pieces of a long edit).
         """
         from .audio import prompt_audio
 
         wav, sample_rate = validate.prepare_audio(wav, sample_rate, "audio")
         text = validate.text_input(text, "transcript")
-        key = _content_key(wav, sample_rate, text)
+        key = _content_key(wav, sample_rate, text) if cache else None
         with self._lock:
             if key in self._prompts:
                 self._prompts.move_to_end(key)
@@ -249,6 +250,8 @@ class StepAudioEditX:
 
         codes, mel, speaker = self._guarded("encoding the recording", run)
         prompt = EncodedPrompt(codes.mixed(), mel.cpu(), speaker.cpu(), text, mono, int(sample_rate), speaker_id)
+        if not cache:
+            return prompt
         with self._lock:
             self._prompts[key] = prompt
             while len(self._prompts) > 1 and (
@@ -341,13 +344,34 @@ class StepAudioEditX:
         seed: int = 0,
         temperature: float = 0.7,
         on_token: TokenCallback | None = None,
+        max_seconds: float | None = None,
+        max_piece_seconds: float | None = None,
+        on_piece: Callable[[int, int], None] | None = None,
+        words=None,
+        transcriber=None,
     ) -> GeneratedTokens:
-        """One edit pass of the recording in ``prompt``; the result keeps its voice."""
+        """One edit pass of the recording in ``prompt``; the result keeps its voice.
+
+        A recording longer than ``max_piece_seconds`` is cut at pauses and edited piece by piece
+        (``longedit``): ``on_piece(i, n)`` reports each piece, ``words`` (word timings) and
+        ``transcriber`` (wav, rate -> Transcript) optionally place the transcript in the pieces.
+        ``max_seconds`` caps the generated audio (per piece).
+        """
         from .lm.prompts import edit_prompt_ids
 
         kind, option = check_edit(edit_type, option)
-        validate.check_edit_window(prompt.seconds)
         seed = validate.check_seed(seed)
+        max_piece_seconds = validate.check_piece_seconds(max_piece_seconds)
+        if max_seconds is not None and not 0 < max_seconds <= EDIT_WINDOW_SECONDS:
+            raise InputError(f"input 'max_seconds' must be above 0 and at most {EDIT_WINDOW_SECONDS:.0f} s; got {max_seconds}")
+        if prompt.seconds > max_piece_seconds:
+            from .longedit import edit_long
+
+            return edit_long(
+                self, prompt, edit_type, option, new_text=validate.text_input(new_text, "new_text") or None, seed=seed,
+                max_piece_seconds=max_piece_seconds, max_seconds=max_seconds, on_token=on_token, on_piece=on_piece,
+                words=words, transcriber=transcriber,
+            )
         if kind.needs_audio_text and not prompt.text:
             raise InputError(
                 f"the {edit_type} edit needs the transcript of the recording; write it in the Encode transcript"
@@ -364,7 +388,7 @@ class StepAudioEditX:
         # Edits keep roughly the input's length; a slower speed can double it.
         # The model edits at most 30 s, so an edit's output longer than that could not be edited
         # again; within that window, leave room for a slower speed edit.
-        seconds = min(EDIT_WINDOW_SECONDS, 2.5 * prompt.seconds + 5.0)
+        seconds = min(EDIT_WINDOW_SECONDS, 2.5 * prompt.seconds + 5.0, max_seconds or EDIT_WINDOW_SECONDS)
         codes = self._generate(ids, seconds, seed, temperature, on_token)
         return GeneratedTokens((codes,), prompt, new_text if kind.needs_new_text else prompt.text)
 
@@ -379,8 +403,11 @@ class StepAudioEditX:
         flow_steps: int = 10,
     ) -> torch.Tensor:
         """Tokens -> float32 mono waveform (N,) at 24 kHz, in the voice of ``prompt`` (default: their own)."""
+        from .longedit import LongEditTokens, decode_long
         from .longform import crossfade_join
 
+        if isinstance(tokens, LongEditTokens):
+            return decode_long(self, tokens, voice=prompt, seed=seed, flow_steps=flow_steps)
         prompt = prompt or tokens.prompt
         if prompt is None:
             raise InputError("decoding needs the prompt the tokens were generated for (its voice and mel)")
@@ -412,24 +439,45 @@ class StepAudioEditX:
         flow_steps: int = 10,
         on_token: TokenCallback | None = None,
         on_pass: Callable[[int], None] | None = None,
+        max_seconds: float | None = None,
+        max_piece_seconds: float | None = None,
+        on_piece: Callable[[int, int], None] | None = None,
+        words=None,
+        transcriber=None,
     ) -> list[tuple[GeneratedTokens, torch.Tensor]]:
         """``n_iter`` edit passes, each on the previous result; returns (tokens, waveform) of every pass.
 
         mode "audio" is the reference's loop: each result is decoded, written as 16-bit audio and
         encoded again. mode "tokens" feeds a pass's tokens straight into the next pass's LM prompt
         and decodes every pass in the original recording's voice: faster, and not what the
-        reference does.
+        reference does. A recording longer than ``max_piece_seconds`` runs every pass piece by
+        piece (``longedit.iterate_long``); each pass still returns the whole recording.
         """
         if not 1 <= n_iter <= 20:
             raise InputError(f"the number of edit passes (iterations) must be between 1 and 20; got {n_iter}")
         if mode not in ("audio", "tokens"):
             raise InputError(f"iteration mode (input 'mode') must be 'audio' or 'tokens', not {mode!r}")
+        if prompt.seconds > validate.check_piece_seconds(max_piece_seconds):
+            from .longedit import iterate_long
+
+            kind, option = check_edit(edit_type, option)
+            if max_seconds is not None and not 0 < max_seconds <= EDIT_WINDOW_SECONDS:
+                raise InputError(f"input 'max_seconds' must be above 0 and at most {EDIT_WINDOW_SECONDS:.0f} s; got {max_seconds}")
+            return iterate_long(
+                self, prompt, edit_type, option, new_text=validate.text_input(new_text, "new_text") or None, n_iter=n_iter,
+                seed=validate.check_seed(seed), max_piece_seconds=validate.check_piece_seconds(max_piece_seconds),
+                mode=mode, flow_steps=flow_steps, max_seconds=max_seconds, on_token=on_token, on_pass=on_pass,
+                on_piece=on_piece, words=words, transcriber=transcriber,
+            )
         results = []
         current = prompt
         for i in range(n_iter):
             if on_pass is not None:
                 on_pass(i)
-            tokens = self.edit(current, edit_type, option, new_text=new_text, seed=seed + i, on_token=on_token)
+            tokens = self.edit(
+                current, edit_type, option, new_text=new_text, seed=seed + i, on_token=on_token, max_seconds=max_seconds,
+                max_piece_seconds=max_piece_seconds,
+            )
             if mode == "tokens":
                 # The LM edits the previous pass's tokens, but the decoder is conditioned on the
                 # original recording, whose tokens and mel belong together.

@@ -24,7 +24,12 @@ from .longform import spoken_units
 log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 30.0  # the release: "keep audio under 30 seconds per inference"
-MAX_RECORDING_SECONDS = 300.0  # ten windows: longer input is a mistake (a whole file), not a prompt
+# Long edits take whole podcast segments and audiobook chapters; a longer file is more likely a mistake
+# (a whole album), and its samples alone would take gigabytes.
+MAX_RECORDING_SECONDS = 1800.0
+# A recording longer than max_piece_seconds is edited in pieces cut at pauses (longedit). Edits may
+# run 2.5x their input + 5 s within the window; 15 s leaves room for a slower speed edit.
+DEFAULT_PIECE_SECONDS, MIN_PIECE_SECONDS = 15.0, 3.0
 MIN_SECONDS = 880 / 16000  # one vq02 frame: shorter 16 kHz clips give no vq02 code at all
 MIN_RATE, MAX_RATE = 8000, 384000
 SILENCE_PEAK = 1e-3  # -60 dBFS: quieter than any usable recording
@@ -101,9 +106,9 @@ def prepare_audio(wav, sample_rate, name: str = "audio") -> tuple[torch.Tensor, 
     seconds = wav.shape[-1] / rate
     if seconds > MAX_RECORDING_SECONDS:
         raise InputError(
-            f"input '{name}' is {seconds / 60:.1f} min long; the model reads at most {WINDOW_SECONDS:.0f} s (Clone "
-            f"uses the first {WINDOW_SECONDS:.0f} s, Edit takes up to {WINDOW_SECONDS:.0f} s). Cut out the part you "
-            "need first."
+            f"input '{name}' is {seconds / 60:.1f} min long; recordings up to {MAX_RECORDING_SECONDS / 60:.0f} min "
+            f"are accepted (Clone uses the first {WINDOW_SECONDS:.0f} s, Edit edits any length in pieces). Cut it "
+            "into parts first."
         )
     if seconds < MIN_SECONDS:
         raise InputError(
@@ -177,15 +182,18 @@ def warn_untagged_paralinguistic(new_text: str, name: str = "new_text") -> bool:
     return True
 
 
-def check_edit_window(seconds: float, name: str = "prompt") -> None:
-    """Edits read the whole recording: refuse one longer than the model's window."""
-    if seconds > WINDOW_SECONDS:
+def check_piece_seconds(seconds, name: str = "max_piece_seconds") -> float:
+    """The longest piece a long edit may cut; None gives the default."""
+    if seconds is None:
+        return DEFAULT_PIECE_SECONDS
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.integer, np.floating)) or not (
+        MIN_PIECE_SECONDS <= seconds <= WINDOW_SECONDS
+    ):
         raise InputError(
-            f"the recording in input '{name}' is {seconds:.1f} s long; the model edits at most "
-            f"{WINDOW_SECONDS:.0f} s at a time. Split it into pieces under {WINDOW_SECONDS:.0f} s (at pauses) and "
-            "edit each piece; to say new text in this voice at any length, use Clone, which splits long text "
-            "itself."
+            f"input '{name}' must be between {MIN_PIECE_SECONDS:.0f} and {WINDOW_SECONDS:.0f} s (the model's "
+            f"window); got {seconds!r}. {DEFAULT_PIECE_SECONDS:.0f} s leaves room for a slower speed edit."
         )
+    return float(seconds)
 
 
 def warn_clone_window(seconds: float, name: str = "prompt") -> bool:
