@@ -74,7 +74,8 @@ def cmd_edit(args) -> int:
     wav, sr = _read_audio(args.prompt_audio)
     results = model.edit_iterations(
         wav, sr, args.prompt_text or "", args.edit_type, args.edit_info, new_text=args.text, n_iter=args.n_iter,
-        seed=args.seed, on_token=_progress("edit"),
+        seed=args.seed, on_token=_progress("edit"), max_piece_seconds=args.max_piece_seconds,
+        on_piece=lambda i, n: print(f"\npiece {i + 1}/{n}", file=sys.stderr, flush=True),
     )
     print(file=sys.stderr)
     for path, audio in zip(_iteration_paths(args.out, len(results)), results):
@@ -85,6 +86,7 @@ def cmd_edit(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .edits import EDIT_TYPES, LANGUAGE_TAGS
+    from .validate import DEFAULT_PIECE_SECONDS, MIN_PIECE_SECONDS, WINDOW_SECONDS
 
     edits = EDIT_TYPES
     parser = argparse.ArgumentParser(prog="python -m stepaudio_core", description="Step-Audio-EditX: clone a voice or edit a recording.")
@@ -117,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--edit-info", default=None, help=f"the option of the edit type ({options})")
     edit.add_argument("--text", default=None, help="paralinguistic only: the new text with tags such as [Laughter] inline")
     edit.add_argument("--n-iter", type=int, default=1, help="edit passes; each re-encodes the previous output, as the reference does; one file per pass when > 1")
+    edit.add_argument(
+        "--max-piece-seconds", type=float, default=DEFAULT_PIECE_SECONDS,
+        help=f"a recording longer than this is edited in pieces cut at pauses, at most this long each "
+        f"({MIN_PIECE_SECONDS:.0f}-{WINDOW_SECONDS:.0f} s; default {DEFAULT_PIECE_SECONDS:.0f} s, room for a slower speed edit)",
+    )
     edit.set_defaults(run=cmd_edit)
     return parser
 

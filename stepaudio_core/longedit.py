@@ -81,9 +81,9 @@ def text_tokens(text: str) -> list[str]:
     for m in _TOKEN.finditer(text):
         if m.start() > at:  # characters no pattern takes (leading space): keep them with a neighbour
             if tokens:
-                tokens[-1] += text[at:m.start()]
+                tokens[-1] += text[at : m.start()]
             else:
-                tokens.append(text[at:m.start()])
+                tokens.append(text[at : m.start()])
         tokens.append(m.group())
         at = m.end()
     if at < len(text):
@@ -121,7 +121,9 @@ def split_by_shares(text: str, shares: Sequence[float]) -> list[str]:
         # cut before token b: b must not be a tag (tags stay with the word before them)
         low = prev + 1 if len(words) >= n else prev
         high = m - (n - 1 - i) if len(words) >= n else m
-        allowed = [b for b in range(max(low, 1), high + 1) if b == m or not _is_tag(tokens[b])] or [max(prev, min(high, m))]
+        allowed = [b for b in range(max(low, 1), high + 1) if b == m or not _is_tag(tokens[b])] or [
+            max(prev, min(high, m))
+        ]
         near = [b for b in allowed if abs(cum[b] - target) <= window]
 
         def rank(b: int, target: float = target) -> tuple[int, float]:
@@ -172,8 +174,13 @@ class Plan:
 
 
 def plan(
-    prompt: EncodedPrompt, edit_type: str, new_text: str | None, max_piece_seconds: float, *,
-    words: Words = None, transcriber: Transcriber | None = None,
+    prompt: EncodedPrompt,
+    edit_type: str,
+    new_text: str | None,
+    max_piece_seconds: float,
+    *,
+    words: Words = None,
+    transcriber: Transcriber | None = None,
 ) -> Plan:
     """Segment the recording of ``prompt`` and give each piece its transcript (and new text)."""
     kind = EDIT_TYPES[edit_type]  # the facade checked the type
@@ -187,11 +194,13 @@ def plan(
     elif by_piece:
         texts = [_join_words(ws) for ws in by_piece]
     elif transcriber is not None and kind.needs_audio_text:
-        texts = [transcriber(prompt.audio[s.start:s.end], prompt.sample_rate).text.strip() for s in layout.pieces]
+        texts = [transcriber(prompt.audio[s.start : s.end], prompt.sample_rate).text.strip() for s in layout.pieces]
     else:
         texts = [""] * n
     if kind.needs_audio_text and not any(texts):
-        raise InputError(f"the {edit_type} edit needs the transcript of the recording; write it in the Encode transcript")
+        raise InputError(
+            f"the {edit_type} edit needs the transcript of the recording; write it in the Encode transcript"
+        )
     editable = [bool(t) or not kind.needs_audio_text for t in texts]
     new_texts: list[str | None] = [None] * n
     if kind.needs_new_text and new_text:
@@ -226,7 +235,9 @@ class LongEditTokens(GeneratedTokens):
         return sum(p.seconds for p in self.parts if p is not None) + (kept + sum(map(len, self.layout.pauses))) / sr
 
 
-def _long_tokens(prompt: EncodedPrompt, plan_: Plan, parts: list[GeneratedTokens | None], edit_type: str) -> LongEditTokens:
+def _long_tokens(
+    prompt: EncodedPrompt, plan_: Plan, parts: list[GeneratedTokens | None], edit_type: str
+) -> LongEditTokens:
     text = " ".join(p.text if p is not None else t for p, t in zip(parts, plan_.texts) if (p.text if p else t))
     return LongEditTokens(
         tuple(x for p in parts if p is not None for x in p.pieces), prompt, text, tuple(parts), plan_.layout, edit_type
@@ -237,7 +248,7 @@ def _long_tokens(prompt: EncodedPrompt, plan_: Plan, parts: list[GeneratedTokens
 
 
 def _original(prompt: EncodedPrompt, span: Span) -> torch.Tensor:
-    return resample(prompt.audio[span.start:span.end].float(), prompt.sample_rate, OUTPUT_RATE)
+    return resample(prompt.audio[span.start : span.end].float(), prompt.sample_rate, OUTPUT_RATE)
 
 
 def pause_clip(prompt: EncodedPrompt, span: Span, edit_type: str) -> torch.Tensor:
@@ -267,16 +278,21 @@ def join_clips(clips: Sequence[torch.Tensor], sample_rate: int = OUTPUT_RATE, fa
     for clip, n in zip(clips[1:], overlaps):
         if n:
             t = torch.linspace(0, 1, n)
-            head = out[pos - n:pos] * torch.cos(t * torch.pi / 2) + clip[:n] * torch.sin(t * torch.pi / 2)
-            out[pos - n:pos] = head
-        out[pos:pos + clip.shape[-1] - n] = clip[n:]
+            head = out[pos - n : pos] * torch.cos(t * torch.pi / 2) + clip[:n] * torch.sin(t * torch.pi / 2)
+            out[pos - n : pos] = head
+        out[pos : pos + clip.shape[-1] - n] = clip[n:]
         joints.append((pos - n, pos))
         pos += clip.shape[-1] - n
     return out, joints
 
 
 def decode_clips(
-    model, tokens: LongEditTokens, *, voice: EncodedPrompt | None = None, seed: int = 0, flow_steps: int = 10,
+    model,
+    tokens: LongEditTokens,
+    *,
+    voice: EncodedPrompt | None = None,
+    seed: int = 0,
+    flow_steps: int = 10,
 ) -> list[torch.Tensor]:
     """Piece 0, pause 0, piece 1, ...: each edited piece decoded in its own voice (or ``voice``), the rest original."""
     layout, clips = tokens.layout, []
@@ -300,33 +316,74 @@ def decode_long(model, tokens: LongEditTokens, **kwargs) -> torch.Tensor:
 
 def _encode_piece(model, prompt: EncodedPrompt, span: Span, text: str, index: int, n: int) -> EncodedPrompt | None:
     try:
-        return model.encode(prompt.audio[span.start:span.end], prompt.sample_rate, text, cache=False)
+        return model.encode(prompt.audio[span.start : span.end], prompt.sample_rate, text, cache=False)
     except InputError as e:
         if type(e).__name__ == "NotEnoughMemoryError":
             raise
-        log.warning("long edit: piece %d of %d (%.1f-%.1f s) is kept unedited: %s", index + 1, n,
-                    span.start / prompt.sample_rate, span.end / prompt.sample_rate, e)
+        log.warning(
+            "long edit: piece %d of %d (%.1f-%.1f s) is kept unedited: %s",
+            index + 1,
+            n,
+            span.start / prompt.sample_rate,
+            span.end / prompt.sample_rate,
+            e,
+        )
         return None
 
 
 def edit_long(
-    model, prompt: EncodedPrompt, edit_type: str, option: str | None, *, new_text: str | None, seed: int,
-    max_piece_seconds: float, max_seconds: float | None = None, on_token=None,
-    on_piece: Callable[[int, int], None] | None = None, words: Words = None, transcriber: Transcriber | None = None,
+    model,
+    prompt: EncodedPrompt,
+    edit_type: str,
+    option: str | None,
+    *,
+    new_text: str | None,
+    seed: int,
+    max_piece_seconds: float,
+    max_seconds: float | None = None,
+    on_token=None,
+    on_piece: Callable[[int, int], None] | None = None,
+    words: Words = None,
+    transcriber: Transcriber | None = None,
 ) -> LongEditTokens:
     """One edit pass over a recording of any length; decode the result with ``decode_long`` (the facade's decode)."""
     return iterate_long(
-        model, prompt, edit_type, option, new_text=new_text, n_iter=1, seed=seed, max_piece_seconds=max_piece_seconds,
-        max_seconds=max_seconds, on_token=on_token, on_piece=on_piece, words=words, transcriber=transcriber,
+        model,
+        prompt,
+        edit_type,
+        option,
+        new_text=new_text,
+        n_iter=1,
+        seed=seed,
+        max_piece_seconds=max_piece_seconds,
+        max_seconds=max_seconds,
+        on_token=on_token,
+        on_piece=on_piece,
+        words=words,
+        transcriber=transcriber,
         decode=False,
     )[0][0]
 
 
 def iterate_long(
-    model, prompt: EncodedPrompt, edit_type: str, option: str | None, *, new_text: str | None, n_iter: int,
-    seed: int, max_piece_seconds: float, mode: str = "audio", flow_steps: int = 10, max_seconds: float | None = None,
-    on_token=None, on_pass: Callable[[int], None] | None = None, on_piece: Callable[[int, int], None] | None = None,
-    words: Words = None, transcriber: Transcriber | None = None, decode: bool = True,
+    model,
+    prompt: EncodedPrompt,
+    edit_type: str,
+    option: str | None,
+    *,
+    new_text: str | None,
+    n_iter: int,
+    seed: int,
+    max_piece_seconds: float,
+    mode: str = "audio",
+    flow_steps: int = 10,
+    max_seconds: float | None = None,
+    on_token=None,
+    on_pass: Callable[[int], None] | None = None,
+    on_piece: Callable[[int, int], None] | None = None,
+    words: Words = None,
+    transcriber: Transcriber | None = None,
+    decode: bool = True,
 ) -> list[tuple[LongEditTokens, torch.Tensor | None]]:
     """``n_iter`` passes over the whole recording, each piece edited on its previous pass; every pass returned.
 
@@ -361,8 +418,14 @@ def iterate_long(
                 # a piece's later passes are edited whole (within the window) even when they grew past
                 # max_piece_seconds: the piece is the unit that keeps its transcript
                 tokens = model.edit(
-                    current[i], edit_type, option, new_text=p.new_texts[i], seed=piece_seed(seed, i) + k,
-                    on_token=on_token, max_seconds=max_seconds, max_piece_seconds=WINDOW_SECONDS,
+                    current[i],
+                    edit_type,
+                    option,
+                    new_text=p.new_texts[i],
+                    seed=piece_seed(seed, i) + k,
+                    on_token=on_token,
+                    max_seconds=max_seconds,
+                    max_piece_seconds=WINDOW_SECONDS,
                 )
                 if mode == "tokens":
                     tokens = replace(tokens, prompt=first[i])  # decoded in the piece's own recorded voice
@@ -375,7 +438,9 @@ def iterate_long(
                         current[i] = replace(current[i], tokens=tokens.tokens, text=tokens.text)
                     else:
                         try:
-                            current[i] = model.encode(_pcm16_round_trip(wav)[None], OUTPUT_RATE, tokens.text, cache=False)
+                            current[i] = model.encode(
+                                _pcm16_round_trip(wav)[None], OUTPUT_RATE, tokens.text, cache=False
+                            )
                         except InputError as e:
                             if type(e).__name__ == "NotEnoughMemoryError":
                                 raise

@@ -90,14 +90,19 @@ def quiet_frames(levels: torch.Tensor) -> torch.Tensor:
 
 def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
     """[start, end) frame runs where ``mask`` is true."""
-    edges = torch.diff(mask.to(torch.int8), prepend=torch.zeros(1, dtype=torch.int8), append=torch.zeros(1, dtype=torch.int8))
+    edges = torch.diff(
+        mask.to(torch.int8), prepend=torch.zeros(1, dtype=torch.int8), append=torch.zeros(1, dtype=torch.int8)
+    )
     starts = torch.nonzero(edges == 1).flatten().tolist()
     ends = torch.nonzero(edges == -1).flatten().tolist()
     return list(zip(starts, ends))
 
 
 def find_pauses(
-    wav: torch.Tensor, sample_rate: int, *, min_pause: float = MIN_PAUSE_SECONDS,
+    wav: torch.Tensor,
+    sample_rate: int,
+    *,
+    min_pause: float = MIN_PAUSE_SECONDS,
     words: Sequence[WordTiming] | None = None,
 ) -> list[Span]:
     """Pauses between sounds (never at the very start or end), as sample spans, in order.
@@ -130,14 +135,18 @@ def _quietest(levels: torch.Tensor, hop: int, lo: int, hi: int, words: Sequence[
         for w in words:
             s, e = int(w.start * sr) // hop - a, -(-int(w.end * sr) // hop) - a
             if e > 0 and s < window.shape[0]:
-                inside[max(0, s):max(0, e)] = True
+                inside[max(0, s) : max(0, e)] = True
         if not inside.all():
             window[inside] = float("inf")
     return min(hi - 1, (a + int(torch.argmin(window))) * hop + hop // 2)
 
 
 def segment(
-    wav: torch.Tensor, sample_rate: int, max_seconds: float, *, min_pause: float = MIN_PAUSE_SECONDS,
+    wav: torch.Tensor,
+    sample_rate: int,
+    max_seconds: float,
+    *,
+    min_pause: float = MIN_PAUSE_SECONDS,
     words: Sequence[WordTiming] | None = None,
 ) -> Segmentation:
     """Cut the mono ``wav`` (N,) into pieces of at most ``max_seconds`` at pauses (see the module docstring)."""
@@ -167,7 +176,9 @@ def segment(
             log.warning(
                 "the recording has no pause between %.1f s and %.1f s, so it is cut at its quietest moment, %.1f s; "
                 "that join may be audible. A longer max_piece_seconds, or a pause in the recording, avoids it.",
-                start / sample_rate, (start + limit) / sample_rate, cut / sample_rate,
+                start / sample_rate,
+                (start + limit) / sample_rate,
+                cut / sample_rate,
             )
             pieces.append(Span(start, cut))
             gaps.append(Span(cut, cut))
@@ -180,5 +191,7 @@ def segment(
         start = p.end - k
     pieces.append(Span(start, n))
     quiet = quiet_frames(levels)
-    voiced = tuple(float((~quiet[s.start // hop: max(s.start // hop + 1, s.end // hop)]).sum()) * HOP_SECONDS for s in pieces)
+    voiced = tuple(
+        float((~quiet[s.start // hop : max(s.start // hop + 1, s.end // hop)]).sum()) * HOP_SECONDS for s in pieces
+    )
     return Segmentation(int(sample_rate), tuple(pieces), tuple(gaps), tuple(forced), voiced)
