@@ -127,7 +127,9 @@ def split_by_shares(text: str, shares: Sequence[float]) -> list[str]:
         near = [b for b in allowed if abs(cum[b] - target) <= window]
 
         def rank(b: int, target: float = target) -> tuple[int, float]:
-            end = tokens[b - 1].rstrip()[-1:] if b > 0 else ""
+            # the punctuation of the last word before the cut; a tag after a sentence end keeps it one
+            last = next((tokens[j] for j in range(b - 1, -1, -1) if not _is_tag(tokens[j])), "")
+            end = last.rstrip()[-1:]
             strength = 0 if end in _SENTENCE_END else 1 if end in _CLAUSE_END else 2
             return strength, abs(cum[b] - target)
 
