@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.parse
 import uuid
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from stepaudio_core.lm.audio_tokens import GROUP
 from stepaudio_core.lm.generate import max_new_tokens_for
@@ -31,7 +33,23 @@ WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
 SAMPLE_RATE = 24000
 # The recordings the example workflows' Load Audio nodes name (a user uploads their own there), and the file
 # the test puts into the server's input folder under each name.
-EXAMPLE_INPUTS = {"stepaudio_reference.wav": FIXTURES / "audio" / "en2_24k.wav"}
+EXAMPLE_INPUTS = {
+    "stepaudio_reference.wav": FIXTURES / "audio" / "en2_24k.wav",
+    # 80 s built from the fixture voices (tests/long_recording.py), written on first use rather than committed
+    "stepaudio_long_recording.wav": Path(tempfile.gettempdir()) / "stepaudio_e2e" / "stepaudio_long_recording.wav",
+}
+
+
+def example_input(name: str) -> Path:
+    """The file for a Load Audio name of the examples; generated ones are written on first use."""
+    path = EXAMPLE_INPUTS[name]
+    if name == "stepaudio_long_recording.wav" and not path.is_file():
+        from tests.long_recording import SAMPLE_RATE as LONG_RATE
+        from tests.long_recording import build
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, build().wav.numpy(), LONG_RATE)
+    return path
 # Tiny random models seldom pick the stop token, so a generation mostly runs to its whole budget. Two example
 # workflows cannot run as saved with them, so the test changes one value in each; everything else runs as
 # saved. Edit (iterate) in audio round trip edits each pass's audio, and an edit may produce 2.5 x its input
@@ -41,6 +59,8 @@ EXAMPLE_INPUTS = {"stepaudio_reference.wav": FIXTURES / "audio" / "en2_24k.wav"}
 SPEED_UPS = {
     "stepaudio_iterate_style": ("StepAudioEditIterate", "mode", "token space (faster, not the reference)"),
     "stepaudio_longform_clone": ("StepAudioClone", "max_seconds", 2.0),
+    # seven pieces run to their 30 s budgets (about 210 s of audio): one flow step decodes it in seconds
+    "stepaudio_edit_long": ("StepAudioDecode", "flow_steps", 1),
 }
 CORE_MODULES = re.compile(r"^(nodes|comfy_extras\.\w+)$")
 
@@ -223,7 +243,7 @@ def max_seconds(prompt: dict, source: list) -> list[float]:
         return bound
 
     if kind == "LoadAudio":
-        return [sf.info(EXAMPLE_INPUTS[inputs["audio"]]).duration]
+        return [sf.info(example_input(inputs["audio"])).duration]
     if kind in ("StepAudioEncode", "StepAudioDecode"):
         return [upstream("audio" if kind == "StepAudioEncode" else "tokens")]
     if kind == "StepAudioClone":
@@ -231,7 +251,16 @@ def max_seconds(prompt: dict, source: list) -> list[float]:
         pieces = split_text(widget_value(prompt, node_id, "text"))
         return [sum(decoded_max(cap or min(90.0, 3.0 + spoken_units(p) / 6.0)) for p in pieces)]
     if kind == "StepAudioEdit":
-        return [edit_max(upstream("prompt"))]
+        seconds = upstream("prompt")
+        if seconds <= inputs["max_piece_seconds"]:
+            return [edit_max(seconds)]
+        # a long edit: each piece within its own budget, the pauses between them as they were
+        from stepaudio_core.segment import segment
+
+        source = prompt[inputs["prompt"][0]]["inputs"]["audio"][0]
+        wav, rate = sf.read(example_input(prompt[source]["inputs"]["audio"]), dtype="float32")
+        layout = segment(torch.from_numpy(wav), rate, inputs["max_piece_seconds"])
+        return [sum(edit_max(len(p) / rate) for p in layout.pieces) + sum(len(p) for p in layout.pauses) / rate]
     if kind == "StepAudioEditIterate":
         source_seconds, passes = upstream("prompt"), []
         for _ in range(inputs["iterations"]):
@@ -258,7 +287,7 @@ def example_prompt(path: Path, object_info: dict, server, models_folder: Path) -
         elif node["class_type"] == "LoadAudio":
             name = node["inputs"]["audio"]
             assert name in EXAMPLE_INPUTS, f"{path.name} loads '{name}': use one of {sorted(EXAMPLE_INPUTS)}"
-            shutil.copy(EXAMPLE_INPUTS[name], server.input_dir / name)
+            shutil.copy(example_input(name), server.input_dir / name)
     if path.stem in SPEED_UPS:
         class_type, name, value = SPEED_UPS[path.stem]
         targets = [node for node in prompt.values() if node["class_type"] == class_type]
