@@ -100,6 +100,7 @@ def main() -> None:
             row["decode_s"], row["decode_peak_mib"] = time.perf_counter() - t, peak_mib(device)
             row["output_s"] = out.shape[0] / SAMPLE_RATE
             row["s_per_min"] = (row["encode_s"] + row["edit_s"] + row["decode_s"]) / minutes
+            print(f"{minutes} min: {row}", file=sys.stderr, flush=True)
             records.append(row)
             del prompt, tokens, out
         header = ["minutes", "pieces", "encode s", "edit s", "decode s", "s per min", "peak MiB (enc/edit/dec)"]

@@ -208,6 +208,10 @@ def plan(
     if kind.needs_new_text and new_text:
         new_texts = list(split_by_shares(new_text, shares))
         editable = [e and bool(_TAG.search(t or "")) for e, t in zip(editable, new_texts)]
+        if not any(editable):
+            from .validate import warn_untagged_paralinguistic
+
+            warn_untagged_paralinguistic(new_text)  # every piece stays as it is: say why once
     for i, (t, e) in enumerate(zip(texts, editable)):
         if not e:
             why = "its new text holds no tag" if kind.needs_new_text and t else "no words of the transcript fall in it"
