@@ -29,6 +29,7 @@ class LongRecording:
     wav: torch.Tensor  # (N,) mono float32 at SAMPLE_RATE
     transcript: str
     sentences: tuple[tuple[int, int], ...]  # [start, end) samples of each sentence, in order
+    texts: tuple[str, ...]  # what each sentence says
     stretch: tuple[int, int]  # the part with no pause
 
 
@@ -77,4 +78,4 @@ def build(head_seconds: float = 25.0, stretch_seconds: float = 35.0, tail_second
     sentences_for(tail_seconds)
     wav = torch.cat(parts)
     wav = wav + 3e-4 * torch.randn(wav.shape[0], generator=torch.Generator().manual_seed(0))
-    return LongRecording(wav.float(), " ".join(texts), tuple(sentences), stretch)
+    return LongRecording(wav.float(), " ".join(texts), tuple(sentences), tuple(texts), stretch)

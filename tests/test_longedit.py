@@ -21,7 +21,7 @@ from stepaudio_core.longedit import (
 from stepaudio_core.pipeline import StepAudioEditX
 from stepaudio_core.prompt import EncodedPrompt
 from stepaudio_core.transcript import Transcript, WordTiming
-from tests.long_recording import SAMPLE_RATE, SENTENCES, build
+from tests.long_recording import SAMPLE_RATE, build
 
 PIECE_SECONDS = 1.0  # per-piece generation budget: a tiny random LM runs every generation to its budget
 
@@ -60,9 +60,7 @@ def _expected_texts(recording, layout):
 
 
 def _sentence_texts(recording):
-    texts = list(SENTENCES.values())
-    # build() alternates the two sentences, except inside the stretch, which restarts the alternation
-    return [t for t in recording.transcript.split(". ") for t in [t if t.endswith(".") else t + "."]] or texts
+    return list(recording.texts)
 
 
 # ---------------------------------------------------------------------- text
