@@ -460,9 +460,7 @@ class StepAudioEditX:
         if prompt.seconds > validate.check_piece_seconds(max_piece_seconds):
             from .longedit import iterate_long
 
-            kind, option = check_edit(edit_type, option)
-            if max_seconds is not None and not 0 < max_seconds <= EDIT_WINDOW_SECONDS:
-                raise InputError(f"input 'max_seconds' must be above 0 and at most {EDIT_WINDOW_SECONDS:.0f} s; got {max_seconds}")
+            kind, option = check_edit(edit_type, option)  # max_seconds is checked by each piece's edit
             return iterate_long(
                 self, prompt, edit_type, option, new_text=validate.text_input(new_text, "new_text") or None, n_iter=n_iter,
                 seed=validate.check_seed(seed), max_piece_seconds=validate.check_piece_seconds(max_piece_seconds),
