@@ -53,8 +53,8 @@ def example_input(name: str) -> Path:
 # Tiny random models seldom pick the stop token, so a generation mostly runs to its whole budget. Two example
 # workflows cannot run as saved with them, so the test changes one value in each; everything else runs as
 # saved. Edit (iterate) in audio round trip edits each pass's audio, and an edit may produce 2.5 x its input
-# + 5 s: the passes grow 2.5 -> 11 -> 34 s, and the third refuses its 34 s input (the model edits at most 30 s;
-# a trained model keeps the length). Token space edits every pass within the recording's 11 s budget. The long
+# + 5 s: the passes grow 2.5 -> 11 -> 34 s, and the third would edit its 34 s input in pieces, each run to its
+# 30 s budget (minutes of CPU; a trained model keeps the length). Token space edits every pass within the recording's 11 s budget. The long
 # text's two pieces would get 53 s and 27 s (about 200 s of CPU); 2 s each still shows the split.
 SPEED_UPS = {
     "stepaudio_iterate_style": ("StepAudioEditIterate", "mode", "token space (faster, not the reference)"),
