@@ -6,6 +6,7 @@ from comfy_api.latest import io
 
 from ..stepaudio_core import limits
 from ..stepaudio_core.edits import EDIT_TYPES, all_options
+from ..stepaudio_core.limits import DEFAULT_PIECE_SECONDS, MIN_PIECE_SECONDS, WINDOW_SECONDS
 from .errors import user_errors
 from .progress import TokenProgress
 from .types import CATEGORY, StepAudioModel, StepAudioPrompt, StepAudioTokens
@@ -31,6 +32,15 @@ def edit_inputs() -> list:
     ]
 
 
+def piece_seconds_input() -> io.Float.Input:
+    return io.Float.Input(
+        "max_piece_seconds", default=DEFAULT_PIECE_SECONDS, min=MIN_PIECE_SECONDS, max=WINDOW_SECONDS, step=0.5,
+        tooltip=f"A recording longer than this is cut at pauses into pieces at most this long; each piece is edited "
+        f"and they are joined back with the pauses between, so recordings of any length work. The model edits at "
+        f"most {WINDOW_SECONDS:.0f} s; the default {DEFAULT_PIECE_SECONDS:.0f} s leaves room for a slower speed edit.",
+    )
+
+
 class StepAudioEdit(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -39,17 +49,20 @@ class StepAudioEdit(io.ComfyNode):
             display_name="StepAudio Edit",
             category=CATEGORY,
             description="One edit pass: the language model rewrites the recording's audio tokens as instructed, "
-            "keeping the voice. Decode the result, or re-encode it for another pass (or use Edit (iterate)).",
-            inputs=edit_inputs(),
+            "keeping the voice. A recording of any length works: a long one is edited in pieces cut at pauses. Decode the "
+            "result, or re-encode it for another pass (or use Edit (iterate)).",
+            inputs=[*edit_inputs(), piece_seconds_input()],
             outputs=[StepAudioTokens.Output("tokens", display_name="tokens", tooltip="Edited audio tokens; connect to StepAudio Decode.")],
         )
 
     @classmethod
-    def execute(cls, model, prompt, edit_type: str, option: str, new_text: str, seed: int) -> io.NodeOutput:
+    def execute(cls, model, prompt, edit_type: str, option: str, new_text: str, seed: int,
+                max_piece_seconds: float = DEFAULT_PIECE_SECONDS) -> io.NodeOutput:
         progress = TokenProgress(passes=len(prompt))
         out = []
         with user_errors("StepAudio Edit"):
             for i, p in enumerate(prompt):
                 progress.start_pass(i)
-                out.append(model.edit(p, edit_type, option, new_text=new_text, seed=seed, on_token=progress))
+                out.append(model.edit(p, edit_type, option, new_text=new_text, seed=seed, on_token=progress,
+                                      max_piece_seconds=max_piece_seconds, on_piece=progress.start_piece))
         return io.NodeOutput(tuple(out))

@@ -20,8 +20,9 @@ class StepAudioEncode(io.ComfyNode):
             "encoded once per session and then served from a cache.",
             inputs=[
                 StepAudioModel.Input("model", tooltip="From StepAudio Model Loader."),
-                io.Audio.Input("audio", tooltip="Any sample rate and channel count (mixed to mono). Under 30 s; a "
-                               "longer clone reference uses its first 30 s. A batch encodes each clip."),
+                io.Audio.Input("audio", tooltip="Any sample rate and channel count (mixed to mono). Any length for Edit "
+                               "(a long recording is edited in pieces); a clone reference uses its first 30 s. A "
+                               "batch encodes each clip."),
                 io.String.Input("transcript", multiline=True, default="",
                                 tooltip="What the recording says, word for word. Needed for cloning and for "
                                 "emotion, style, speed and paralinguistic edits; denoise and vad do not use it."),

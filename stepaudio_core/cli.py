@@ -100,9 +100,19 @@ def cmd_edit(args) -> int:
             progress.close()
             _wrote(progress, paths[i], audio, model.sample_rate)
 
+        passes = [0]
+
+        def on_pass(i: int) -> None:
+            passes[0] = i
+            progress.pass_(i, args.n_iter)
+
+        def on_piece(i: int, n: int) -> None:  # a recording longer than --max-piece-seconds is edited in pieces
+            progress.stage(f"pass {passes[0] + 1}/{args.n_iter} piece" if args.n_iter > 1 else "piece", i, n)
+
         model.edit_iterations(
             wav, sr, _prompt_text(args, asr, wav, sr), args.edit_type, args.edit_info, new_text=args.text, n_iter=args.n_iter,
-            seed=args.seed, on_token=progress, on_pass=lambda i: progress.pass_(i, args.n_iter), on_result=keep,
+            seed=args.seed, on_token=progress, on_pass=on_pass, on_result=keep, max_piece_seconds=args.max_piece_seconds,
+            on_piece=on_piece,
         )
     return 0
 
@@ -238,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
                       "reference does. One pass writes --out itself; N > 1 passes write one file per pass, named "
                       "with _iter<i> before the extension (out.wav -> out_iter1.wav ... out_iterN.wav), each as soon "
                       "as that pass is done")
+    edit.add_argument(
+        "--max-piece-seconds", type=float, default=limits.DEFAULT_PIECE_SECONDS,
+        help=f"a recording longer than this is edited in pieces cut at pauses, at most this long each "
+        f"({limits.MIN_PIECE_SECONDS:.0f}-{limits.WINDOW_SECONDS:.0f} s; default {limits.DEFAULT_PIECE_SECONDS:.0f} s, "
+        "room for a slower speed edit); the whole recording comes back edited",
+    )
     edit.set_defaults(run=cmd_edit)
 
     from .limits import DEFAULT_PAUSE_SECONDS

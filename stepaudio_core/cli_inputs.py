@@ -67,6 +67,7 @@ def check_edit(args, transcribing: bool = False) -> None:
     """
     check_common(args)
     validate.check_passes(args.n_iter)
+    validate.check_piece_seconds(args.max_piece_seconds)
     # a transcript the ASR will write satisfies the edits that need one
     transcript = validate.text_input(args.prompt_text, "transcript") or ("(transcribed)" if transcribing else "")
     kind = EDIT_TYPES[args.edit_type]

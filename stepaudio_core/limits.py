@@ -6,7 +6,12 @@ loading torch. ``validate`` checks inputs against these; nothing else repeats th
 
 # ---- recordings
 WINDOW_SECONDS = 30.0  # the release: "keep audio under 30 seconds per inference"
-MAX_RECORDING_SECONDS = 300.0  # ten windows: longer input is a mistake (a whole file), not a prompt
+# Long edits take whole podcast segments and audiobook chapters; a longer file is more likely a mistake
+# (a whole album), and its samples alone would take gigabytes.
+MAX_RECORDING_SECONDS = 1800.0
+# A recording longer than max_piece_seconds is edited in pieces cut at pauses (longedit). Edits may
+# run 2.5x their input + 5 s within the window; 15 s leaves room for a slower speed edit.
+DEFAULT_PIECE_SECONDS, MIN_PIECE_SECONDS = 15.0, 3.0
 MIN_SECONDS = 880 / 16000  # one vq02 frame: shorter 16 kHz clips give no vq02 code at all
 MIN_RATE, MAX_RATE = 8000, 384000
 SILENCE_PEAK = 1e-3  # -60 dBFS: quieter than any usable recording

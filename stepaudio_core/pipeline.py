@@ -24,6 +24,7 @@ from .bundle import find_bundle
 from .components import Components, Placer
 from .device import resolve_device, resolve_dtype
 from .dialogue.cache import LineCache
+from .edits import check_edit
 from .errors import InputError, NotEnoughMemoryError
 from .prompt import EncodedPrompt, GeneratedTokens
 from .prompt_cache import PromptCache, content_key
@@ -67,20 +68,21 @@ class StepAudioEditX:
 
     # ------------------------------------------------------------------ encode
 
-    def encode(self, wav: torch.Tensor, sample_rate: int, text: str = "") -> EncodedPrompt:
+    def encode(self, wav: torch.Tensor, sample_rate: int, text: str = "", *, cache: bool = True) -> EncodedPrompt:
         """A recording (channels, samples) or (samples,) at any rate, with its transcript -> prompt.
 
         Served from a bounded cache keyed by the content of (waveform, rate, transcript), so a
         reference voice used by many clones and edits is encoded once. The model reads at most
         30 s: codes, mel and voice come from the first 30 s, while ``audio`` keeps the whole
-        recording so that Clone (which uses the first 30 s) and Edit (which refuses) can tell.
+        recording so that Clone (which uses the first 30 s) and Edit (which edits a longer one in
+        pieces) can tell. ``cache=False`` neither reads nor fills the cache (the pieces of a long edit).
         """
         from .audio import prompt_audio
 
         wav, sample_rate = validate.prepare_audio(wav, sample_rate, "audio")
         text = validate.text_input(text, "transcript")
-        key = content_key(wav, sample_rate, text)
-        cached = self.prompts.get(key)
+        key = content_key(wav, sample_rate, text) if cache else None
+        cached = self.prompts.get(key) if cache else None
         if cached is not None:
             return cached
         from .lm.prompts import clone_speaker_id
@@ -102,7 +104,8 @@ class StepAudioEditX:
 
         codes, mel, speaker = self.components.guarded("encoding the recording", run)
         prompt = EncodedPrompt(codes.mixed(), mel.cpu(), speaker.cpu(), text, mono, int(sample_rate), speaker_id)
-        self.prompts.put(key, prompt)
+        if cache:
+            self.prompts.put(key, prompt)
         return prompt
 
     def encode_batch(self, waveform: torch.Tensor, sample_rate: int, text: str = "") -> tuple[EncodedPrompt, ...]:
@@ -189,20 +192,43 @@ class StepAudioEditX:
         seed: int = 0,
         temperature: float = limits.DEFAULT_TEMPERATURE,
         on_token: TokenCallback | None = None,
+        max_seconds: float | None = None,
+        max_piece_seconds: float | None = None,
+        on_piece: Callable[[int, int], None] | None = None,
+        words=None,
+        transcriber=None,
     ) -> GeneratedTokens:
-        """One edit pass of the recording in ``prompt``; the result keeps its voice."""
-        kind, option, new_text = validate.check_edit_request(edit_type, option, prompt.text, new_text)
-        validate.check_edit_window(prompt.seconds)
+        """One edit pass of the recording in ``prompt``; the result keeps its voice.
+
+        A recording longer than ``max_piece_seconds`` is cut at pauses and edited piece by piece
+        (``longedit``): ``on_piece(i, n)`` reports each piece, ``words`` (word timings) and
+        ``transcriber`` (wav, rate -> Transcript) optionally place the transcript in the pieces.
+        ``max_seconds`` caps the generated audio (per piece).
+        """
         seed = validate.check_seed(seed)
         temperature = validate.check_temperature(temperature)
-        return self._edit(prompt, kind, option, new_text, seed, temperature, on_token)
+        max_piece_seconds = validate.check_piece_seconds(max_piece_seconds)
+        max_seconds = validate.check_edit_max_seconds(max_seconds)
+        if prompt.seconds > max_piece_seconds:
+            from .longedit import edit_long
 
-    def _edit(self, prompt: EncodedPrompt, kind, option, new_text: str, seed: int, temperature: float, on_token):
+            check_edit(edit_type, option)  # the transcript is checked per piece: a transcriber may supply it
+            return edit_long(
+                self, prompt, edit_type, option, new_text=validate.text_input(new_text, "new_text") or None, seed=seed,
+                max_piece_seconds=max_piece_seconds, max_seconds=max_seconds, on_token=on_token, on_piece=on_piece,
+                words=words, transcriber=transcriber,
+            )
+        kind, option, new_text = validate.check_edit_request(edit_type, option, prompt.text, new_text)
+        return self._edit(prompt, kind, option, new_text, seed, temperature, on_token, max_seconds)
+
+    def _edit(self, prompt: EncodedPrompt, kind, option, new_text: str, seed: int, temperature: float, on_token,
+              max_seconds: float | None = None):
         from .lm.prompts import edit_prompt_ids
 
         tok = self.components.text_tokenizer
         ids = edit_prompt_ids(tok, kind, option, prompt.text, prompt.tokens, new_text or None)
-        codes = self._generate(ids, budgets.edit_seconds(prompt.seconds), seed, temperature, on_token)
+        seconds = min(budgets.edit_seconds(prompt.seconds), max_seconds or limits.WINDOW_SECONDS)
+        codes = self._generate(ids, seconds, seed, temperature, on_token)
         return GeneratedTokens((codes,), prompt, new_text if kind.needs_new_text else prompt.text)
 
     # ------------------------------------------------------------------ decode
@@ -216,8 +242,11 @@ class StepAudioEditX:
         flow_steps: int = limits.DEFAULT_FLOW_STEPS,
     ) -> torch.Tensor:
         """Tokens -> float32 mono waveform (N,) at 24 kHz, in the voice of ``prompt`` (default: their own)."""
+        from .longedit import LongEditTokens, decode_long
         from .longform import crossfade_join
 
+        if isinstance(tokens, LongEditTokens):
+            return decode_long(self, tokens, voice=prompt, seed=seed, flow_steps=flow_steps)
         prompt = prompt or tokens.prompt
         if prompt is None:
             raise InputError("decoding needs the prompt the tokens were generated for (its voice and mel)")
@@ -249,6 +278,11 @@ class StepAudioEditX:
         on_token: TokenCallback | None = None,
         on_pass: Callable[[int], None] | None = None,
         on_result: Callable[[int, torch.Tensor], None] | None = None,
+        max_seconds: float | None = None,
+        max_piece_seconds: float | None = None,
+        on_piece: Callable[[int, int], None] | None = None,
+        words=None,
+        transcriber=None,
     ) -> list[tuple[GeneratedTokens, torch.Tensor]]:
         """``n_iter`` edit passes, each on the previous result; returns (tokens, waveform) of every pass.
 
@@ -256,18 +290,33 @@ class StepAudioEditX:
         encoded again. mode "tokens" feeds a pass's tokens straight into the next pass's LM prompt
         and decodes every pass in the original recording's voice: faster, and not what the
         reference does. ``on_pass(i)`` is called as pass i (from 0) starts, ``on_result(i, wav)`` as
-        soon as its waveform exists, so a caller can keep finished passes when a later one fails.
+        soon as its waveform exists, so a caller can keep finished passes when a later one fails. A
+        recording longer than ``max_piece_seconds`` runs every pass piece by piece
+        (``longedit.iterate_long``); each pass still returns the whole recording.
         """
         n_iter = validate.check_passes(n_iter)
         flow_steps = validate.check_flow_steps(flow_steps)
         if mode not in ("audio", "tokens"):
             raise InputError(f"iteration mode (input 'mode') must be 'audio' or 'tokens', not {mode!r}")
+        if prompt.seconds > validate.check_piece_seconds(max_piece_seconds):
+            from .longedit import iterate_long
+
+            check_edit(edit_type, option)  # max_seconds and the texts are checked by each piece's edit
+            return iterate_long(
+                self, prompt, edit_type, option, new_text=validate.text_input(new_text, "new_text") or None, n_iter=n_iter,
+                seed=validate.check_seed(seed), max_piece_seconds=validate.check_piece_seconds(max_piece_seconds),
+                mode=mode, flow_steps=flow_steps, max_seconds=max_seconds, on_token=on_token, on_pass=on_pass,
+                on_piece=on_piece, words=words, transcriber=transcriber, on_result=on_result,
+            )
         results = []
         current = prompt
         for i in range(n_iter):
             if on_pass is not None:
                 on_pass(i)
-            tokens = self.edit(current, edit_type, option, new_text=new_text, seed=seed + i, on_token=on_token)
+            tokens = self.edit(
+                current, edit_type, option, new_text=new_text, seed=seed + i, on_token=on_token, max_seconds=max_seconds,
+                max_piece_seconds=max_piece_seconds,
+            )
             if mode == "tokens":
                 # The LM edits the previous pass's tokens, but the decoder is conditioned on the
                 # original recording, whose tokens and mel belong together.

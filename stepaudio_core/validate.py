@@ -21,6 +21,7 @@ from .edits import LANGUAGE_TAGS, PARALINGUISTIC_TAGS, EditType, check_edit
 from .errors import InputError
 from .limits import (
     DEFAULT_FLOW_STEPS,
+    DEFAULT_PIECE_SECONDS,
     DEFAULT_TEMPERATURE,
     MAX_EDIT_PASSES,
     MAX_FLOW_STEPS,
@@ -31,6 +32,7 @@ from .limits import (
     MAX_RESAMPLE_KERNEL,
     MAX_TEMPERATURE,
     MIN_FLOW_STEPS,
+    MIN_PIECE_SECONDS,
     MIN_RATE,
     MIN_SECONDS,
     MIN_TEMPERATURE,
@@ -119,9 +121,9 @@ def prepare_audio(wav, sample_rate, name: str = "audio") -> tuple[torch.Tensor, 
     seconds = wav.shape[-1] / rate
     if seconds > MAX_RECORDING_SECONDS:
         raise InputError(
-            lambda v: f"{v.input(name)} is {seconds / 60:.1f} min long; the model reads at most {WINDOW_SECONDS:.0f} s (Clone "
-            f"uses the first {WINDOW_SECONDS:.0f} s, Edit takes up to {WINDOW_SECONDS:.0f} s). Cut out the part you "
-            "need first."
+            lambda v: f"{v.input(name)} is {seconds / 60:.1f} min long; recordings up to {MAX_RECORDING_SECONDS / 60:.0f} "
+            f"min are accepted (Clone uses the first {WINDOW_SECONDS:.0f} s, Edit edits any length in pieces). Cut it "
+            "into parts first."
         )
     if seconds < MIN_SECONDS:
         raise InputError(
@@ -194,15 +196,28 @@ def warn_untagged_paralinguistic(new_text: str, name: str = "new_text") -> bool:
     return True
 
 
-def check_edit_window(seconds: float, name: str = "prompt") -> None:
-    """Edits read the whole recording: refuse one longer than the model's window."""
-    if seconds > WINDOW_SECONDS:
+def check_edit_max_seconds(max_seconds, name: str = "max_seconds") -> float | None:
+    """None (the edit's own budget) or a cap in (0, WINDOW_SECONDS] on the audio one edit generation makes."""
+    if max_seconds is None:
+        return None
+    seconds = _number(max_seconds, name)
+    if not 0 < seconds <= WINDOW_SECONDS:  # NaN fails this too
+        raise InputError(lambda v: f"{v.input(name)} must be above 0 and at most {WINDOW_SECONDS:.0f} s; got {max_seconds}")
+    return seconds
+
+
+def check_piece_seconds(seconds, name: str = "max_piece_seconds") -> float:
+    """The longest piece a long edit may cut; None gives the default."""
+    if seconds is None:
+        return DEFAULT_PIECE_SECONDS
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.integer, np.floating)) or not (
+        MIN_PIECE_SECONDS <= seconds <= WINDOW_SECONDS
+    ):
         raise InputError(
-            lambda v: f"the recording in {v.input(name)} is {seconds:.1f} s long; the model edits at most "
-            f"{WINDOW_SECONDS:.0f} s at a time. Split it into pieces under {WINDOW_SECONDS:.0f} s (at pauses) and "
-            "edit each piece; to say new text in this voice at any length, use Clone, which splits long text "
-            "itself."
+            lambda v: f"{v.input(name)} must be between {MIN_PIECE_SECONDS:.0f} and {WINDOW_SECONDS:.0f} s (the "
+            f"model's window); got {seconds!r}. {DEFAULT_PIECE_SECONDS:.0f} s leaves room for a slower speed edit."
         )
+    return float(seconds)
 
 
 def warn_clone_window(seconds: float, name: str = "prompt") -> bool:

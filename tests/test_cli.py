@@ -49,7 +49,7 @@ def test_edit_help_documents_every_option():
         for option in kind.options:
             assert option in flat, option
     for flag in ("--models", "--prompt-audio", "--prompt-text", "--edit-type", "--edit-info", "--text", "--n-iter",
-                 "--seed", "--out", "--device", "--dtype", "--quantization"):
+                 "--seed", "--out", "--device", "--dtype", "--quantization", "--max-piece-seconds"):
         assert flag in out
 
 

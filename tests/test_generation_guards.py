@@ -65,7 +65,7 @@ def test_every_generation_is_bounded_by_its_expected_duration(env, monkeypatch):
     env.model.clone(prompt, "word " * 200)  # pieces of 300 spoken units: 3 s + 50 s each
     env.model.edit(prompt, "emotion", "happy")
     long = env.encode(env.audio(seconds=30.0), "Please call Stella. " * 25)[0]
-    env.model.edit(long, "speed", "more slower")
+    env.model.edit(long, "speed", "more slower", max_piece_seconds=30.0)  # one piece: the whole window
     seconds = [3 + 3 / 6, 2.0, 3 + 300 / 6, 2.5 * 1.0 + 5, 30.0]  # an edit stays within the 30 s window
     expected = [gen.max_new_tokens_for(s) for s in seconds]
     assert budgets[:3] + budgets[-2:] == expected, budgets

@@ -155,9 +155,10 @@ text.inputEl.selectionStart = text.inputEl.selectionEnd = 3;
 clickTag(edit, "[Sigh]");
 out.chinese = text.value;
 
-const saved = ["style", "whisper", "soft [Sigh] voice", 42, "fixed"];
+const saved = ["style", "whisper", "soft [Sigh] voice", 42, "fixed", 20];
 const loaded = configure(makeNode("StepAudioEdit"), saved);
 out.loaded = { state: state(loaded), serialized: serialize(loaded) };
+out.loaded_old = serialize(configure(makeNode("StepAudioEdit"), saved.slice(0, 5)));
 const odd = configure(makeNode("StepAudioEdit"), ["denoise", "happy", "", 0, "fixed"]);
 out.loaded_odd = state(odd);
 
@@ -168,7 +169,7 @@ out.linked = state(linked);
 
 const iterate = makeNode("StepAudioEditIterate");
 out.iterate_to_speed = pick(iterate, "edit_type", "speed");
-out.iterate_serialized = serialize(configure(makeNode("StepAudioEditIterate"), ["speed", "more slower", "", 1, "fixed", 3, "token space (faster, not the reference)", 5]));
+out.iterate_serialized = serialize(configure(makeNode("StepAudioEditIterate"), ["speed", "more slower", "", 1, "fixed", 3, "token space (faster, not the reference)", 5, 20]));
 
 const clone = makeNode("StepAudioClone");
 widget(clone, "text").value = "Hello there.";
@@ -250,11 +251,13 @@ def test_loading_a_workflow_keeps_its_values(extension_run):
     out, _ = extension_run
     assert out["loaded"]["state"] == {"option": "whisper", "values": _options("style"), "new_text_disabled": True,
                                       "button_disabled": True}
-    assert out["loaded"]["serialized"] == ["style", "whisper", "soft [Sigh] voice", 42, "fixed"]
+    assert out["loaded"]["serialized"] == ["style", "whisper", "soft [Sigh] voice", 42, "fixed", 20]
+    # a workflow saved before max_piece_seconds existed keeps its values and gets the default for it
+    assert out["loaded_old"] == ["style", "whisper", "soft [Sigh] voice", 42, "fixed", 15]
     # a value saved without the extension is not rewritten on load: the server reports it if it matters
     assert out["loaded_odd"]["option"] == "happy" and out["loaded_odd"]["values"] == ["none"]
     assert out["iterate_serialized"] == ["speed", "more slower", "", 1, "fixed", 3,
-                                         "token space (faster, not the reference)", 5]
+                                         "token space (faster, not the reference)", 5, 20]
 
 
 def test_widgets_values_keep_the_schema_order(extension_run):

@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.parse
 import uuid
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from stepaudio_core import budgets
 from stepaudio_core.codes import GROUP
@@ -37,18 +39,34 @@ SAMPLE_RATE = 24000
 EXAMPLE_INPUTS = {
     "stepaudio_reference.wav": FIXTURES / "audio" / "en2_24k.wav",
     "stepaudio_reference_2.wav": FIXTURES / "audio" / "en1_24k.wav",  # a second voice, for the dialogue
+    # 80 s built from the fixture voices (tests/long_recording.py), written on first use rather than committed
+    "stepaudio_long_recording.wav": Path(tempfile.gettempdir()) / "stepaudio_e2e" / "stepaudio_long_recording.wav",
 }
+
+
+def example_input(name: str) -> Path:
+    """The file for a Load Audio name of the examples; generated ones are written on first use."""
+    path = EXAMPLE_INPUTS[name]
+    if name == "stepaudio_long_recording.wav" and not path.is_file():
+        from tests.long_recording import SAMPLE_RATE as LONG_RATE
+        from tests.long_recording import build
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, build().wav.numpy(), LONG_RATE)
+    return path
 # Tiny random models seldom pick the stop token, so a generation mostly runs to its whole budget. Two example
 # workflows cannot run as saved with them, so the test changes one value in each; everything else runs as
 # saved. Edit (iterate) in audio round trip edits each pass's audio, and an edit may produce 2.5 x its input
-# + 5 s: the passes grow 2.5 -> 11 -> 34 s, and the third refuses its 34 s input (the model edits at most 30 s;
-# a trained model keeps the length). Token space edits every pass within the recording's 11 s budget. The long
+# + 5 s: the passes grow 2.5 -> 11 -> 34 s, and the third would edit its 34 s input in pieces, each run to its
+# 30 s budget (minutes of CPU; a trained model keeps the length). Token space edits every pass within the recording's 11 s budget. The long
 # text's two pieces would get 53 s and 27 s (about 200 s of CPU); 2 s each still shows the split.
 SPEED_UPS = {
     "stepaudio_iterate_style": ("StepAudioEditIterate", "mode", "token space (faster, not the reference)"),
     "stepaudio_longform_clone": ("StepAudioClone", "max_seconds", 2.0),
     # Each dialogue line's clone would get 7-9 s, and an edited line 2.5 x that + 5 s more.
     "stepaudio_dialogue": ("StepAudioDialogue", "max_seconds", 1.0),
+    # seven pieces run to their 30 s budgets (about 210 s of audio): one flow step decodes it in seconds
+    "stepaudio_edit_long": ("StepAudioDecode", "flow_steps", 1),
 }
 CORE_MODULES = re.compile(r"^(nodes|comfy_extras\.\w+)$")
 
@@ -238,7 +256,7 @@ def max_seconds(prompt: dict, source: list) -> list[float]:
         return bound
 
     if kind == "LoadAudio":
-        return [sf.info(EXAMPLE_INPUTS[inputs["audio"]]).duration]
+        return [sf.info(example_input(inputs["audio"])).duration]
     if kind in ("StepAudioEncode", "StepAudioDecode"):
         return [upstream("audio" if kind == "StepAudioEncode" else "tokens")]
     if kind == "StepAudioClone":
@@ -246,7 +264,16 @@ def max_seconds(prompt: dict, source: list) -> list[float]:
         pieces = split_text(widget_value(prompt, node_id, "text"))
         return [sum(decoded_max(budgets.clone_seconds(p, cap)) for p in pieces)]
     if kind == "StepAudioEdit":
-        return [edit_max(upstream("prompt"))]
+        seconds = upstream("prompt")
+        if seconds <= inputs["max_piece_seconds"]:
+            return [edit_max(seconds)]
+        # a long edit: each piece within its own budget, the pauses between them as they were
+        from stepaudio_core.segment import segment
+
+        source = prompt[inputs["prompt"][0]]["inputs"]["audio"][0]
+        wav, rate = sf.read(example_input(prompt[source]["inputs"]["audio"]), dtype="float32")
+        layout = segment(torch.from_numpy(wav), rate, inputs["max_piece_seconds"])
+        return [sum(edit_max(len(p) / rate) for p in layout.pieces) + sum(len(p) for p in layout.pauses) / rate]
     if kind == "StepAudioEditIterate":
         source_seconds, passes = upstream("prompt"), []
         for _ in range(inputs["iterations"]):
@@ -286,7 +313,7 @@ def example_prompt(path: Path, object_info: dict, server, models_folder: Path) -
         elif node["class_type"] == "LoadAudio":
             name = node["inputs"]["audio"]
             assert name in EXAMPLE_INPUTS, f"{path.name} loads '{name}': use one of {sorted(EXAMPLE_INPUTS)}"
-            shutil.copy(EXAMPLE_INPUTS[name], server.input_dir / name)
+            shutil.copy(example_input(name), server.input_dir / name)
     if path.stem in SPEED_UPS:
         class_type, name, value = SPEED_UPS[path.stem]
         targets = [node for node in prompt.values() if node["class_type"] == class_type]
