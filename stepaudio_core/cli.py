@@ -77,10 +77,11 @@ def cmd_clone(args) -> int:
             progress.line(plan)
         model = _model(args)
         prompt = model.encode(wav, sr, _prompt_text(args, asr, wav, sr))
-        audio = model.clone_long(
+        tokens = model.clone(
             prompt, args.text, language=args.language, seed=args.seed, temperature=args.temperature,
             max_seconds=args.max_seconds, on_token=progress, on_piece=progress.piece,
         )
+        audio = model.decode(tokens, seed=args.seed)  # long text: its pieces, crossfaded
         progress.close()
         _wrote(progress, out, audio, model.sample_rate)
     return 0
@@ -109,9 +110,10 @@ def cmd_edit(args) -> int:
         def on_piece(i: int, n: int) -> None:  # a recording longer than --max-piece-seconds is edited in pieces
             progress.stage(f"pass {passes[0] + 1}/{args.n_iter} piece" if args.n_iter > 1 else "piece", i, n)
 
-        model.edit_iterations(
-            wav, sr, _prompt_text(args, asr, wav, sr), args.edit_type, args.edit_info, new_text=args.text, n_iter=args.n_iter,
-            seed=args.seed, on_token=progress, on_pass=on_pass, on_result=keep, max_piece_seconds=args.max_piece_seconds,
+        prompt = model.encode(wav, sr, _prompt_text(args, asr, wav, sr))
+        model.iterate_edit(
+            prompt, args.edit_type, args.edit_info, new_text=args.text, n_iter=args.n_iter, seed=args.seed,
+            on_token=progress, on_pass=on_pass, on_result=keep, max_piece_seconds=args.max_piece_seconds,
             on_piece=on_piece,
         )
     return 0

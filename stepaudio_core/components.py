@@ -155,6 +155,24 @@ class Components:
         # a pre-quantized (AWQ) folder stays packed only where it will run on CUDA
         return load_step1(self.bundle.lm_dir, device="cpu", dtype=self.dtype, keep_packed=self.device.type == "cuda")
 
+    # ------------------------------------------------------------------ generating
+
+    def generate(self, prompt_ids: list[int], seconds: float, seed: int, temperature: float, on_token) -> tuple[int, ...]:
+        """Audio codes the LM continues ``prompt_ids`` with: at most ``seconds`` of audio, sampled from ``seed``."""
+        from .lm.generate import Sampling, generate_audio_codes, max_new_tokens_for
+
+        def run():
+            lm = self.lm
+            generator = torch.Generator(device=lm.device).manual_seed(int(seed))
+            return generate_audio_codes(
+                lm, prompt_ids, max_new_tokens_for(seconds), Sampling(temperature=temperature), generator, on_token
+            )
+
+        codes = self.guarded(f"generating up to {seconds:.1f} s of audio", run)
+        if not codes:
+            raise InputError("the model produced no audio tokens; try another seed or check the inputs")
+        return tuple(codes)
+
     # ------------------------------------------------------------------ running out of memory
 
     def guarded(self, what: str, fn: Callable[[], T]) -> T:

@@ -13,13 +13,11 @@ encoded prompts are kept in a ``PromptCache``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from . import budgets, limits, validate
-from .audio import pcm16_round_trip
 from .bundle import find_bundle
 from .components import Components, Placer
 from .device import resolve_device, resolve_dtype
@@ -28,7 +26,6 @@ from .edits import check_edit
 from .errors import InputError, NotEnoughMemoryError
 from .prompt import EncodedPrompt, GeneratedTokens
 from .prompt_cache import PromptCache, content_key
-from .vocabulary import render
 
 TokenCallback = Callable[[int, int], None]
 
@@ -129,21 +126,6 @@ class StepAudioEditX:
 
     # ------------------------------------------------------------------ generate
 
-    def _generate(self, prompt_ids: list[int], seconds: float, seed: int, temperature: float, on_token) -> tuple[int, ...]:
-        from .lm.generate import Sampling, generate_audio_codes, max_new_tokens_for
-
-        def run():
-            lm = self.components.lm
-            generator = torch.Generator(device=lm.device).manual_seed(int(seed))
-            return generate_audio_codes(
-                lm, prompt_ids, max_new_tokens_for(seconds), Sampling(temperature=temperature), generator, on_token
-            )
-
-        codes = self.components.guarded(f"generating up to {seconds:.1f} s of audio", run)
-        if not codes:
-            raise InputError("the model produced no audio tokens; try another seed or check the inputs")
-        return tuple(codes)
-
     def clone(
         self,
         prompt: EncodedPrompt,
@@ -179,7 +161,7 @@ class StepAudioEditX:
             if on_piece is not None:
                 on_piece(i, len(pieces))
             ids = clone_prompt_ids(tok, prompt.speaker_id, prompt.text, prompt.tokens, piece, language)
-            out.append(self._generate(ids, budgets.clone_seconds(piece, max_seconds), seed + i, temperature, on_token))
+            out.append(self.components.generate(ids, budgets.clone_seconds(piece, max_seconds), seed + i, temperature, on_token))
         return GeneratedTokens(tuple(out), prompt, text.strip())
 
     def edit(
@@ -228,7 +210,7 @@ class StepAudioEditX:
         tok = self.components.text_tokenizer
         ids = edit_prompt_ids(tok, kind, option, prompt.text, prompt.tokens, new_text or None)
         seconds = min(budgets.edit_seconds(prompt.seconds), max_seconds or limits.WINDOW_SECONDS)
-        codes = self._generate(ids, seconds, seed, temperature, on_token)
+        codes = self.components.generate(ids, seconds, seed, temperature, on_token)
         return GeneratedTokens((codes,), prompt, new_text if kind.needs_new_text else prompt.text)
 
     # ------------------------------------------------------------------ decode
@@ -286,13 +268,11 @@ class StepAudioEditX:
     ) -> list[tuple[GeneratedTokens, torch.Tensor]]:
         """``n_iter`` edit passes, each on the previous result; returns (tokens, waveform) of every pass.
 
-        mode "audio" is the reference's loop: each result is decoded, written as 16-bit audio and
-        encoded again. mode "tokens" feeds a pass's tokens straight into the next pass's LM prompt
-        and decodes every pass in the original recording's voice: faster, and not what the
-        reference does. ``on_pass(i)`` is called as pass i (from 0) starts, ``on_result(i, wav)`` as
-        soon as its waveform exists, so a caller can keep finished passes when a later one fails. A
-        recording longer than ``max_piece_seconds`` runs every pass piece by piece
-        (``longedit.iterate_long``); each pass still returns the whole recording.
+        mode "audio" is the reference's loop, "tokens" a faster one that is not (``iterate``).
+        ``on_pass(i)`` is called as pass i (from 0) starts, ``on_result(i, wav)`` as soon as its
+        waveform exists, so a caller can keep finished passes when a later one fails. A recording
+        longer than ``max_piece_seconds`` runs every pass piece by piece (``longedit``); each pass
+        still returns the whole recording.
         """
         n_iter = validate.check_passes(n_iter)
         flow_steps = validate.check_flow_steps(flow_steps)
@@ -308,49 +288,10 @@ class StepAudioEditX:
                 mode=mode, flow_steps=flow_steps, max_seconds=max_seconds, on_token=on_token, on_pass=on_pass,
                 on_piece=on_piece, words=words, transcriber=transcriber, on_result=on_result,
             )
-        results = []
-        current = prompt
-        for i in range(n_iter):
-            if on_pass is not None:
-                on_pass(i)
-            tokens = self.edit(
-                current, edit_type, option, new_text=new_text, seed=seed + i, on_token=on_token, max_seconds=max_seconds,
-                max_piece_seconds=max_piece_seconds,
-            )
-            if mode == "tokens":
-                # The LM edits the previous pass's tokens, but the decoder is conditioned on the
-                # original recording, whose tokens and mel belong together.
-                tokens = replace(tokens, prompt=prompt)
-            wav = self.decode(tokens, seed=seed, flow_steps=flow_steps)
-            results.append((tokens, wav))
-            if on_result is not None:
-                on_result(i, wav)
-            if i + 1 < n_iter:
-                if mode == "audio":
-                    try:
-                        current = self.encode(pcm16_round_trip(wav)[None], self.sample_rate, tokens.text)
-                    except NotEnoughMemoryError:
-                        raise
-                    except InputError as e:
-                        raise InputError(
-                            lambda v, i=i, e=e: f"edit pass {i + 1} produced audio that cannot be edited again "
-                            f"({render(e, v)}); run fewer passes or try another seed"
-                        ) from None
-                else:
-                    current = replace(current, tokens=tokens.tokens, text=tokens.text)
-        return results
+        from .iterate import iterate_short
 
-    # ------------------------------------------------------------------ one-call jobs (the CLI)
-
-    def clone_long(
-        self, prompt: EncodedPrompt, text: str, *, seed: int = 0, flow_steps: int = limits.DEFAULT_FLOW_STEPS, **kwargs
-    ) -> torch.Tensor:
-        """Clone and decode in one call; long text comes back as one crossfaded waveform."""
-        return self.decode(self.clone(prompt, text, seed=seed, **kwargs), seed=seed, flow_steps=flow_steps)
-
-    def edit_iterations(
-        self, wav: torch.Tensor, sample_rate: int, text: str, edit_type: str, option: str | None = None, **kwargs
-    ) -> list[torch.Tensor]:
-        """Encode a recording and edit it ``n_iter`` times; the waveform of every pass."""
-        prompt = self.encode(wav, sample_rate, text)
-        return [w for _, w in self.iterate_edit(prompt, edit_type, option, **kwargs)]
+        return iterate_short(
+            self, prompt, edit_type, option, new_text=new_text, n_iter=n_iter, seed=seed, mode=mode, flow_steps=flow_steps,
+            max_seconds=max_seconds, max_piece_seconds=max_piece_seconds, on_token=on_token, on_pass=on_pass,
+            on_result=on_result,
+        )
