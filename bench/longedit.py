@@ -43,7 +43,7 @@ from bench.common import (  # noqa: E402
 )
 from stepaudio_core.lm.text_tokenizer import EOT  # noqa: E402
 from stepaudio_core.pipeline import StepAudioEditX  # noqa: E402
-from stepaudio_core.testing import write_tiny_bundle  # noqa: E402
+from stepaudio_core.testing.bundle import write_tiny_bundle  # noqa: E402
 
 SAMPLE_RATE = 24000
 
