@@ -89,6 +89,14 @@ class SpeechRecognizer:
             )
             features = transformers.WhisperFeatureExtractor.from_pretrained(str(self.folder))
             tokenizer = transformers.AutoTokenizer.from_pretrained(str(self.folder))
+        except ImportError as e:
+            # not the folder: transformers itself, or a package it imports on its own (e.g. a newer
+            # 'kernels' beside an older transformers), failed to import
+            raise InputError(
+                f"transformers {transformers.__version__} could not load its Whisper classes ({e}); a package "
+                "installed beside it does not match it. Update transformers (pip install -U transformers), or "
+                "reinstall the package the message names."
+            ) from None
         except Exception as e:  # transformers raises many types for broken files; all mean "this folder is bad"
             raise ModelFileError(
                 f"the Whisper model in {self.folder} could not be loaded ({type(e).__name__}: {e}); download it again"
