@@ -8,15 +8,14 @@ from pathlib import Path
 import folder_paths
 from comfy_api.latest import io
 
+from ..stepaudio_core.asr.folder import ASR_DIR, DEFAULT_ASR_MODEL, KNOWN_ASR_MODELS
+from ..stepaudio_core.limits import ASR_LANGUAGES as LANGUAGES
 from .errors import user_errors
 from .loader import _HANDLES, _HANDLES_LOCK, FOLDER
 from .types import CATEGORY, StepAudioASR, StepAudioTranscript
 
 log = logging.getLogger(__name__)
-# Kept in step with stepaudio_core.asr (imported lazily there); the widget needs them when ComfyUI starts.
-ASR_DIR = "asr"
-KNOWN = ("whisper-large-v3-turbo", "whisper-large-v3")
-LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko")
+KNOWN = tuple(KNOWN_ASR_MODELS)  # the default first: the widget lists them when ComfyUI starts
 
 
 def asr_models() -> list[str]:
@@ -67,7 +66,7 @@ class StepAudioASRLoader(io.ComfyNode):
             description="A Whisper speech recognizer (transformers format) for StepAudio Transcribe and for "
             "automatic transcripts in StepAudio Encode. Loads on first use, under ComfyUI's model management.",
             inputs=[
-                io.Combo.Input("asr_model", options=asr_models(), default=KNOWN[0],
+                io.Combo.Input("asr_model", options=asr_models(), default=DEFAULT_ASR_MODEL,
                                tooltip="A folder under models/step_audio_editx/asr/ (or under asr/ of a folder added for "
                                "'step_audio_editx' in extra_model_paths.yaml). turbo: 1.6 GB, fast; large-v3: 3.1 GB, "
                                "the reference's model, slower decoding."),

@@ -42,3 +42,6 @@ LONG_TEXT_WARN_SECONDS = 600.0  # the CLI warns before cloning text estimated lo
 DEFAULT_PAUSE_SECONDS = 0.5  # between two lines where the script sets no [pause]: a natural turn-taking gap
 MAX_PAUSE_SECONDS = 60.0  # one pause; longer silence belongs in an audio editor
 MAX_SCRIPT_LINES = 1000  # spoken lines per script: hours of speech, far past one scene
+
+# ---- speech recognition
+ASR_LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko")  # the languages the model clones; auto: Whisper detects

@@ -36,9 +36,10 @@ print(len(nodes), ",".join(ours), ",".join(heavy) or "-")
     assert out.returncode == 0, out.stderr
     count, ours, heavy = out.stdout.split()
     assert int(count) == 9
-    # only plain-data modules load with the node definitions: the model-folder layout (the Loader lists
-    # folders), the edit registry, the error types and the named limits
-    light = ("bundle", "edits", "errors", "limits")
+    # only plain-data modules load with the node definitions: the model-folder layouts (the Loaders list
+    # folders; download.py imports huggingface_hub only when it downloads), the edit registry, the error
+    # types and the named limits
+    light = ("asr", "asr.folder", "bundle", "download", "edits", "errors", "limits")
     assert ours == ",".join(f"{PACK}.stepaudio_core.{m}" for m in light), ours
     assert heavy == "-", f"heavy packages imported at start-up: {heavy}"
 

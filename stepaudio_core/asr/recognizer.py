@@ -23,6 +23,7 @@ from torch import nn
 from ..audio import resample, to_mono
 from ..device import resolve_device, resolve_dtype
 from ..errors import InputError, ModelFileError, StepAudioError
+from ..limits import ASR_LANGUAGES
 from ..transcript import Transcript, WordTiming
 from . import align
 from .folder import check_asr_folder
@@ -31,7 +32,7 @@ SAMPLE_RATE = 16000
 WINDOW_SECONDS = 30.0
 CUT_SEARCH_SECONDS = 10.0  # a long recording is cut in the quietest 100 ms of each window's last 10 s
 # "auto" lets Whisper detect the language; the rest are the languages Step-Audio-EditX clones and edits.
-LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko")
+LANGUAGES = ASR_LANGUAGES
 MAX_BEAMS = 10
 INSTALL_HINT = "speech recognition needs the transformers package: pip install transformers"
 
