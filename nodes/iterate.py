@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 from ..stepaudio_core import limits
 from .audio import to_comfy_audio
-from .edit import edit_inputs, piece_seconds_input
+from .edit import edit_inputs, piece_seconds_input, speech_inputs, speech_options
 from .errors import user_errors
 from .progress import TokenProgress
 from .types import CATEGORY, StepAudioTokens
@@ -36,6 +36,7 @@ class StepAudioEditIterate(io.ComfyNode):
                 io.Int.Input("flow_steps", default=limits.DEFAULT_FLOW_STEPS, min=limits.MIN_FLOW_STEPS, max=limits.MAX_FLOW_STEPS,
                              tooltip="Euler steps of the decoder for every pass; 10 is the released setting."),
                 piece_seconds_input(),
+                *speech_inputs(),
             ],
             outputs=[
                 io.Audio.Output("passes", display_name="passes", tooltip="Every pass in order, 24 kHz mono: one AUDIO per pass.",
@@ -47,7 +48,8 @@ class StepAudioEditIterate(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, prompt, edit_type: str, option: str, new_text: str, seed: int, iterations: int,
-                mode: str, flow_steps: int, max_piece_seconds: float = limits.DEFAULT_PIECE_SECONDS) -> io.NodeOutput:
+                mode: str, flow_steps: int, max_piece_seconds: float = limits.DEFAULT_PIECE_SECONDS, word_timings=None,
+                asr=None) -> io.NodeOutput:
         if len(prompt) != 1:
             with user_errors("StepAudio Edit (iterate)"):
                 from ..stepaudio_core.errors import InputError
@@ -56,10 +58,11 @@ class StepAudioEditIterate(io.ComfyNode):
                                  "at a time (split the batch before StepAudio Encode)")
         progress = TokenProgress(passes=iterations)
         with user_errors("StepAudio Edit (iterate)"):
+            (speech,) = speech_options(word_timings, asr, 1)
             passes = model.iterate_edit(
                 prompt[0], edit_type, option, new_text=new_text, n_iter=iterations, seed=seed,
                 mode=MODES.get(mode, mode), flow_steps=flow_steps, on_token=progress, on_pass=progress.start_pass,
-                max_piece_seconds=max_piece_seconds, on_piece=progress.start_piece,
+                max_piece_seconds=max_piece_seconds, on_piece=progress.start_piece, **speech,
             )
         audios = [to_comfy_audio([wav], model.sample_rate) for _, wav in passes]
         return io.NodeOutput(audios, audios[-1], (passes[-1][0],))

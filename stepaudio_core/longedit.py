@@ -462,3 +462,10 @@ def iterate_long(
         if on_result is not None and wav is not None:
             on_result(k, wav)
     return results
+
+
+def transcribed(prompt: EncodedPrompt, transcriber: Transcriber | None, max_piece_seconds: float) -> EncodedPrompt:
+    """``prompt`` with the transcriber's text when it has none and is edited whole (a long one: per piece)."""
+    if transcriber is None or prompt.text or prompt.seconds > max_piece_seconds:
+        return prompt
+    return replace(prompt, text=transcriber(prompt.audio, prompt.sample_rate).text.strip())

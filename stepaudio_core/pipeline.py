@@ -24,6 +24,7 @@ from .device import resolve_device, resolve_dtype
 from .dialogue.cache import LineCache
 from .edits import check_edit
 from .errors import InputError, NotEnoughMemoryError
+from .longedit import LongEditTokens, decode_long, edit_long, iterate_long, transcribed
 from .prompt import EncodedPrompt, GeneratedTokens
 from .prompt_cache import PromptCache, content_key
 
@@ -191,9 +192,8 @@ class StepAudioEditX:
         temperature = validate.check_temperature(temperature)
         max_piece_seconds = validate.check_piece_seconds(max_piece_seconds)
         max_seconds = validate.check_edit_max_seconds(max_seconds)
+        prompt = transcribed(prompt, transcriber, max_piece_seconds)
         if prompt.seconds > max_piece_seconds:
-            from .longedit import edit_long
-
             check_edit(edit_type, option)  # the transcript is checked per piece: a transcriber may supply it
             return edit_long(
                 self, prompt, edit_type, option, new_text=validate.text_input(new_text, "new_text") or None, seed=seed,
@@ -224,7 +224,6 @@ class StepAudioEditX:
         flow_steps: int = limits.DEFAULT_FLOW_STEPS,
     ) -> torch.Tensor:
         """Tokens -> float32 mono waveform (N,) at 24 kHz, in the voice of ``prompt`` (default: their own)."""
-        from .longedit import LongEditTokens, decode_long
         from .longform import crossfade_join
 
         if isinstance(tokens, LongEditTokens):
@@ -278,9 +277,8 @@ class StepAudioEditX:
         flow_steps = validate.check_flow_steps(flow_steps)
         if mode not in ("audio", "tokens"):
             raise InputError(f"iteration mode (input 'mode') must be 'audio' or 'tokens', not {mode!r}")
+        prompt = transcribed(prompt, transcriber, validate.check_piece_seconds(max_piece_seconds))
         if prompt.seconds > validate.check_piece_seconds(max_piece_seconds):
-            from .longedit import iterate_long
-
             check_edit(edit_type, option)  # max_seconds and the texts are checked by each piece's edit
             return iterate_long(
                 self, prompt, edit_type, option, new_text=validate.text_input(new_text, "new_text") or None, n_iter=n_iter,
