@@ -8,6 +8,7 @@ from pathlib import Path
 import folder_paths
 from comfy_api.latest import io
 
+from ..stepaudio_core import limits
 from ..stepaudio_core.asr.folder import ASR_DIR, DEFAULT_ASR_MODEL, KNOWN_ASR_MODELS
 from ..stepaudio_core.limits import ASR_LANGUAGES as LANGUAGES
 from .errors import user_errors
@@ -70,9 +71,9 @@ class StepAudioASRLoader(io.ComfyNode):
                                tooltip="A folder under models/step_audio_editx/asr/ (or under asr/ of a folder added for "
                                "'step_audio_editx' in extra_model_paths.yaml). turbo: 1.6 GB, fast; large-v3: 3.1 GB, "
                                "the reference's model, slower decoding."),
-                io.Combo.Input("device", options=["auto", "cpu", "cuda", "mps"], default="auto",
+                io.Combo.Input("device", options=list(limits.DEVICES), default="auto",
                                tooltip="Where Whisper runs. auto: the device ComfyUI uses (honours --cpu)."),
-                io.Combo.Input("dtype", options=["auto", "bf16", "fp16", "fp32"], default="auto",
+                io.Combo.Input("dtype", options=list(limits.DTYPES), default="auto",
                                tooltip="auto: fp16/bf16 on a GPU, fp32 on the CPU."),
                 io.Boolean.Input("download", default=False,
                                  tooltip="Download whisper-large-v3-turbo or whisper-large-v3 from the Hugging Face Hub "

@@ -9,6 +9,7 @@ from pathlib import Path
 import folder_paths
 from comfy_api.latest import io
 
+from ..stepaudio_core import limits
 from .errors import user_errors
 from .types import CATEGORY, StepAudioModel
 
@@ -94,12 +95,12 @@ class StepAudioModelLoader(io.ComfyNode):
                     "(models/step_audio_editx, or one added for 'step_audio_editx' in extra_model_paths.yaml). "
                     f"Entries ending in {AWQ_DIR} use the pre-quantized 4-bit language model instead.",
                 ),
-                io.Combo.Input("device", options=["auto", "cpu", "cuda", "mps"], default="auto",
+                io.Combo.Input("device", options=list(limits.DEVICES), default="auto",
                                tooltip="Where the model runs. auto: the device ComfyUI uses (honours --cpu)."),
-                io.Combo.Input("dtype", options=["auto", "bf16", "fp16", "fp32"], default="auto",
+                io.Combo.Input("dtype", options=list(limits.DTYPES), default="auto",
                                tooltip="Precision of the language model. auto: bf16 where the GPU supports it, "
                                "else fp32. The decoder always runs in fp32, as the reference does."),
-                io.Combo.Input("quantization", options=["none", "int8", "nf4"], default="none",
+                io.Combo.Input("quantization", options=list(limits.QUANTIZATIONS), default="none",
                                tooltip="bitsandbytes quantisation of the language model's linear layers (CUDA "
                                "only; needs the bitsandbytes package). Saves VRAM at a small cost in fidelity. "
                                f"Leave it at none for {AWQ_DIR}: AWQ folders carry their own 4-bit weights."),

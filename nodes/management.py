@@ -35,8 +35,9 @@ class ComfyPlacer:
 
 def comfy_device(choice: str) -> torch.device:
     """'auto' defers to ComfyUI's choice (which honours --cpu and friends)."""
-    from ..stepaudio_core.device import DEVICES, resolve_device
+    from ..stepaudio_core.device import resolve_device
     from ..stepaudio_core.errors import InputError
+    from ..stepaudio_core.limits import DEVICES
 
     if choice not in DEVICES:
         raise InputError(f"unknown device '{choice}'; choose one of {', '.join(DEVICES)}")

@@ -202,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def runtime(p: argparse.ArgumentParser) -> None:
+        """Where and how the model runs, and how errors show: the same for every subcommand."""
+        p.add_argument("--device", default="auto", choices=limits.DEVICES, help="default: CUDA, then MPS, then CPU")
+        p.add_argument("--dtype", default="auto", choices=limits.DTYPES, help="LM precision; auto = bf16 where supported")
+        p.add_argument("--quantization", default="none", choices=limits.QUANTIZATIONS, help="bitsandbytes quantisation of the LM's linear layers (CUDA); none for a Step-Audio-EditX-AWQ-4bit folder, which carries its own")
+        p.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
+
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--models", required=True, type=Path, help="folder holding Step-Audio-EditX/ and Step-Audio-Tokenizer/ (or its Step-Audio-EditX-AWQ-4bit/ subfolder, for the 4-bit LM)")
         p.add_argument("--prompt-audio", required=True, type=Path, help="the reference (clone) or input (edit) recording; any rate, any channels")
@@ -210,10 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "Checked before any model loads; written whole (temporary file, then renamed)")
         p.add_argument("--seed", type=int, default=0,
                        help=f"seed of every random draw (sampling and decoder noise), {limits.SEED_MIN} to 2^63-1; default 0")
-        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default: CUDA, then MPS, then CPU")
-        p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="LM precision; auto = bf16 where supported")
-        p.add_argument("--quantization", default="none", choices=["none", "int8", "nf4"], help="bitsandbytes quantisation of the LM's linear layers (CUDA); none for a Step-Audio-EditX-AWQ-4bit folder, which carries its own")
-        p.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
+        runtime(p)
         p.add_argument("--transcribe", action="store_true", help="without --prompt-text: transcribe --prompt-audio with Whisper (printed)")
         p.add_argument("--asr-model", default=None, help="Whisper folder or name under DIR/asr/; default whisper-large-v3-turbo (used automatically when --prompt-text is missing)")
 
@@ -287,10 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
                      f"default {limits.DEFAULT_FLOW_STEPS} as released")
     dia.add_argument("--max-seconds", type=float, default=None,
                      help=f"upper bound on generated audio per line piece, at most {limits.MAX_GENERATION_SECONDS:.0f}")
-    dia.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default: CUDA, then MPS, then CPU")
-    dia.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="LM precision; auto = bf16 where supported")
-    dia.add_argument("--quantization", default="none", choices=["none", "int8", "nf4"], help="bitsandbytes quantisation of the LM (CUDA)")
-    dia.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
+    runtime(dia)
     dia.set_defaults(run=cmd_dialogue)
     return parser
 

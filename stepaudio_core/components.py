@@ -22,6 +22,7 @@ from torch import nn
 
 from .bundle import AWQ_DIR, Bundle
 from .errors import InputError, ModelFileError, NotEnoughMemoryError, StepAudioError
+from .limits import QUANTIZATIONS
 
 if TYPE_CHECKING:
     from .decoder.token2wav import Decoder
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 Placer = Callable[[str, nn.Module], None]
 T = TypeVar("T")
-QUANTIZATIONS = ("none", "int8", "nf4")
 COMPONENTS = ("tokenizer", "decoder", "lm")
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 
 from .errors import InputError
+from .limits import DEVICES, DTYPES
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("auto", "bf16", "fp16", "fp32")
 _DTYPE = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 

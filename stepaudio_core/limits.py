@@ -26,6 +26,11 @@ TRANSCRIPT_MIN_RATE, TRANSCRIPT_MIN_SLACK = 1.5, 5.0
 
 SPOKEN_UNITS_PER_SECOND = 13.0  # ordinary speech (see above): the estimate of a text's length shown before a clone
 
+# ---- where and how the model runs (the Loader's and the CLI's choices)
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "bf16", "fp16", "fp32")
+QUANTIZATIONS = ("none", "int8", "nf4")  # bitsandbytes, at load time; AWQ folders carry their own
+
 # ---- generation
 DEFAULT_TEMPERATURE = 0.7  # the released setting
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 2.0  # below: greedy in all but name; above: the LM babbles

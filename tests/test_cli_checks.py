@@ -21,9 +21,9 @@ from tests.conftest import FIXTURES, ROOT
 REF = str(FIXTURES / "audio" / "en2_24k.wav")
 
 
-def _edit(models, out, *extra):
+def _args(command, models, out, *extra):
     return [
-        "edit",
+        command,
         "--models",
         str(models),
         "--prompt-audio",
@@ -34,21 +34,14 @@ def _edit(models, out, *extra):
         str(out),
         *extra,
     ]
+
+
+def _edit(models, out, *extra):
+    return _args("edit", models, out, *extra)
 
 
 def _clone(models, out, *extra):
-    return [
-        "clone",
-        "--models",
-        str(models),
-        "--prompt-audio",
-        REF,
-        "--prompt-text",
-        "Please call Stella.",
-        "--out",
-        str(out),
-        *extra,
-    ]
+    return _args("clone", models, out, *extra)
 
 
 @pytest.mark.parametrize(
